@@ -1,0 +1,202 @@
+"""Linear ACE models through python-ace (``pyace``): basis, design-matrix rows, fitted model.
+
+The model is linear in its coefficients, E = Σ_atoms Σ_B c_B B(environment): pyace's
+``FinnisSinclairShiftedScaled`` embedding with ``fs_parameters = [1, 1]`` and one density is the
+identity, so the energy row of a structure is the sum over atoms of the B-basis projections and the
+force rows are pyace's ``forces_bfuncs`` (= −∂ energy row / ∂x). ``number_of_functions_per_element``
+truncates the superset spanned by ``nradmax_by_orders``/``lmax_by_orders`` to exactly that many
+functions when the superset is large enough; the realised size is :attr:`ACEBasis.n_functions`.
+
+pyace's evaluators and calculators are not picklable; the classes here hold only the small
+potential-configuration dict (and coefficients) and build pyace objects on the process that uses
+them. Keep every pyace object referenced while it is used (temporaries crash pyace).
+
+Units: Å, eV, eV/Å.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .finnis_sinclair import EnergyForcesVirial
+
+__all__ = ["ACEBasis", "ACEModel", "ace_potential_config", "DesignRows"]
+
+
+def _pyace():
+    """Import pyace, undoing its change of the root logger's level."""
+    root = logging.getLogger()
+    level = root.level
+    import pyace  # noqa: PLC0415
+
+    root.setLevel(level)
+    return pyace
+
+
+def ace_potential_config(elements: list[str], n_functions: int, cutoff_A: float,
+                         nradmax_by_orders: list[int], lmax_by_orders: list[int],
+                         radial_basis: str = "SBessel", dcut_A: float = 0.01) -> dict:
+    """The pyace potential configuration of a linear ACE basis.
+
+    Parameters
+    ----------
+    elements : list of str
+        Chemical symbols.
+    n_functions : int
+        Requested number of basis functions per element.
+    cutoff_A : float
+        Radial cutoff, Å.
+    nradmax_by_orders, lmax_by_orders : list of int
+        Largest radial index and angular degree per body order (the superset to truncate).
+    radial_basis : str
+        pyace radial basis ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear").
+    dcut_A : float
+        Width of the cutoff smoothing, Å.
+    """
+    if n_functions < 1:
+        raise ValueError(f"n_functions must be >= 1, got {n_functions}")
+    return {
+        "deltaSplineBins": 0.001,
+        "elements": list(elements),
+        "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1],
+                               "ndensity": 1}},
+        "bonds": {"ALL": {"radbase": radial_basis, "radparameters": [float(cutoff_A)],
+                          "rcut": float(cutoff_A), "dcut": float(dcut_A)}},
+        "functions": {"number_of_functions_per_element": int(n_functions),
+                      "ALL": {"nradmax_by_orders": list(nradmax_by_orders),
+                              "lmax_by_orders": list(lmax_by_orders)}},
+    }
+
+
+@dataclass(frozen=True)
+class DesignRows:
+    """Unweighted design-matrix rows of a list of structures.
+
+    Attributes
+    ----------
+    energy : (S, B) ndarray
+        Row of the total energy (eV per unit coefficient) of each structure.
+    forces : (S, n, k, B) ndarray
+        Rows of the k Cartesian force components (eV/Å per unit coefficient) of each atom.
+    """
+
+    energy: np.ndarray
+    forces: np.ndarray
+
+
+class _PyaceObjects:
+    """The pyace objects of one basis, kept referenced together (pyace needs that)."""
+
+    def __init__(self, config: dict, coeffs=None):
+        pyace = _pyace()
+        from pyace.calculator import ACECalculator  # noqa: PLC0415
+        from pyace.evaluator import ACEBEvaluator  # noqa: PLC0415
+
+        self.bconf = pyace.create_multispecies_basis_config(config)
+        self.basis = pyace.ACEBBasisSet(self.bconf)
+        if coeffs is not None:
+            self.basis.basis_coeffs = list(np.asarray(coeffs, float))
+        self.evaluator = ACEBEvaluator(self.basis)
+        self.calculator = ACECalculator(self.evaluator)
+        self.aseatoms_to_atomicenvironment = pyace.aseatoms_to_atomicenvironment
+
+
+@dataclass(frozen=True)
+class ACEBasis:
+    """A linear ACE basis given by its pyace potential configuration (picklable).
+
+    Parameters
+    ----------
+    config : dict
+        As made by :func:`ace_potential_config`.
+    """
+
+    config: dict
+
+    @property
+    def n_functions(self) -> int:
+        """Realised number of basis functions (may be below the requested number)."""
+        return len(_PyaceObjects(self.config).basis.basis_coeffs)
+
+    def design_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str],
+                    force_components: int = 3) -> DesignRows:
+        """Energy and force rows of structures that share one cell and species list.
+
+        Parameters
+        ----------
+        positions_A : (S, n, 3) ndarray
+            Positions of S structures, Å.
+        cell_A : (3, 3) ndarray
+            Cell rows, Å (periodic in all directions).
+        symbols : list of str
+            Chemical symbol of each of the n atoms.
+        force_components : int
+            Keep the first k Cartesian components of the force rows (2 for the planar lattice,
+            whose z rows are exactly zero).
+        """
+        from ase import Atoms  # noqa: PLC0415
+
+        objs = _PyaceObjects(self.config)
+        positions_A = np.asarray(positions_A, float)
+        S, n = positions_A.shape[:2]
+        B = len(objs.basis.basis_coeffs)
+        E = np.empty((S, B))
+        F = np.empty((S, n, force_components, B))
+        for s in range(S):
+            atoms = Atoms(symbols=symbols, positions=positions_A[s], cell=cell_A, pbc=True)
+            ae = objs.aseatoms_to_atomicenvironment(
+                atoms, cutoff=objs.basis.cutoffmax,
+                elements_mapper_dict=objs.basis.elements_to_index_map)
+            objs.calculator.compute(ae, compute_projections=True, compute_b_grad=True)
+            E[s] = np.asarray(objs.calculator.projections).sum(axis=0)
+            fb = np.asarray(objs.calculator.forces_bfuncs)  # (n, B, 3)
+            F[s] = np.moveaxis(fb[:, :, :force_components], 2, 1)
+        return DesignRows(E, F)
+
+
+@dataclass(frozen=True)
+class ACEModel:
+    """A fitted linear ACE model: a basis and its coefficients (picklable).
+
+    Energies in eV, forces in eV/Å, virial in eV (−∂E/∂ε).
+    """
+
+    basis: ACEBasis
+    coeffs: np.ndarray
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self):
+        return {"basis": self.basis, "coeffs": self.coeffs}
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "basis", state["basis"])
+        object.__setattr__(self, "coeffs", state["coeffs"])
+        object.__setattr__(self, "_cache", {})
+
+    def ase_calculator(self):
+        """A fresh pyace ASE calculator of this model (the fast C-tilde recursive evaluator)."""
+        pyace = _pyace()
+        objs = _PyaceObjects(self.basis.config, self.coeffs)
+        ctilde = objs.basis.to_ACECTildeBasisSet()
+        calc = pyace.PyACECalculator(ctilde, recursive_evaluator=True, recursive=True)
+        calc._keepalive = (objs, ctilde)
+        return calc
+
+    def evaluate(self, positions_A: np.ndarray, cell_A: np.ndarray,
+                 symbols: list[str] | None = None) -> EnergyForcesVirial:
+        """Energy, forces and virial of one configuration (positions in Å)."""
+        from ase import Atoms  # noqa: PLC0415
+
+        if "calc" not in self._cache:
+            self._cache["calc"] = self.ase_calculator()
+        n = len(positions_A)
+        symbols = symbols or [self.basis.config["elements"][0]] * n
+        atoms = Atoms(symbols=symbols, positions=positions_A, cell=cell_A, pbc=True)
+        atoms.calc = self._cache["calc"]
+        e = atoms.get_potential_energy()
+        f = atoms.get_forces()
+        virial = -atoms.get_stress(voigt=False) * atoms.get_volume()
+        return EnergyForcesVirial(float(e), np.array(f), np.array(virial))

@@ -1,0 +1,89 @@
+"""Point defects in the periodic triangular lattice, placed as in P1 Figs. 2, 5, 10 and 11.
+
+A configuration of n_D defects at mutual separation L_D (in units of r0) is anchored at lattice
+site (c, c), c = n // 2 − L_D // 2, so that it sits in the middle of an n × n cell:
+
+=====  ================================================================
+n_D    defect sites (i, j), offsets from (c, c) in lattice coordinates
+=====  ================================================================
+1      (0, 0)
+2      (0, 0), (L_D, 0)                          — a pair along a1
+3      (0, 0), (L_D, 0), (0, L_D)                — an equilateral triangle
+4      (0, 0), (L_D, 0), (0, L_D), (L_D, L_D)    — a rhombus
+=====  ================================================================
+
+A training cell of size L holding one defect is the n_D = 1 case with n = L: its periodic images
+are at separation L, the same L_D = L that separates the defects of the simulation cell.
+
+An interstitial sits at the centre of the up-pointing triangle with corner (i, j), i.e. at
+(i + ⅓) a1 + (j + ⅓) a2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lattice import primitive_vectors, site_index, triangular_cell, triangular_sites
+
+__all__ = ["defect_offsets", "defect_sites", "point_defect_cell", "MAX_DEFECTS"]
+
+_OFFSETS = {1: [(0, 0)], 2: [(0, 0), (1, 0)], 3: [(0, 0), (1, 0), (0, 1)],
+            4: [(0, 0), (1, 0), (0, 1), (1, 1)]}
+MAX_DEFECTS = max(_OFFSETS)
+
+
+def defect_offsets(n_defects: int, separation: int) -> np.ndarray:
+    """Integer lattice offsets (n_defects, 2) of the defect pattern with side ``separation``."""
+    if n_defects not in _OFFSETS:
+        raise ValueError(f"n_defects must be one of {sorted(_OFFSETS)}, got {n_defects}")
+    return separation * np.array(_OFFSETS[n_defects], dtype=int)
+
+
+def defect_sites(n: int, n_defects: int, separation: int) -> np.ndarray:
+    """Lattice coordinates (n_defects, 2) of the defect sites in an n × n cell."""
+    if n_defects > 1 and 2 * separation > n:
+        raise ValueError(f"separation {separation} r0 needs a cell of at least {2 * separation} r0, "
+                         f"got {n}: defects would be closer to images than to each other")
+    c = n // 2 - separation // 2 if n_defects > 1 else n // 2
+    return (defect_offsets(n_defects, separation) + c) % n
+
+
+def point_defect_cell(n: int, r0_A: float, kinds: list[str], separation: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An n × n triangular cell with point defects of the given kinds on the pattern above.
+
+    Parameters
+    ----------
+    n : int
+        Cell size in lattice spacings (the cell holds n² sites before defects).
+    r0_A : float
+        Lattice spacing, Å.
+    kinds : list of {"vacancy", "interstitial"}
+        One entry per defect; ``len(kinds)`` selects the pattern.
+    separation : int
+        Side L_D of the pattern, in units of r0.
+
+    Returns
+    -------
+    positions_A : (m, 3) ndarray
+        Unrelaxed positions x₀ of the defective lattice, Å.
+    cell_A : (3, 3) ndarray
+        Cell rows, Å.
+    removed : (k,) ndarray of int
+        Rows of the perfect cell (:func:`triangular_sites`) that were removed (vacancies).
+    """
+    for k in kinds:
+        if k not in ("vacancy", "interstitial"):
+            raise ValueError(f"unknown point defect kind {k!r}; allowed: 'vacancy', 'interstitial'")
+    sites = defect_sites(n, len(kinds), separation)
+    perfect = triangular_sites(n, r0_A)
+    removed = np.array(sorted(site_index(i, j, n) for (i, j), k in zip(sites, kinds)
+                              if k == "vacancy"), dtype=int)
+    keep = np.ones(len(perfect), bool)
+    keep[removed] = False
+    added = [(np.array([i, j]) + 1.0 / 3.0) @ primitive_vectors(r0_A)[:, :]
+             for (i, j), k in zip(sites, kinds) if k == "interstitial"]
+    positions = perfect[keep]
+    if added:
+        positions = np.vstack([positions, np.array(added)])
+    return positions, triangular_cell(n, r0_A), removed

@@ -1,0 +1,65 @@
+"""Weighted linear least squares with a rank-revealing (column-pivoted) QR factorisation.
+
+P1 §4.1.2 solves the fit by a rank-revealing QR truncated at relative tolerance 10⁻⁶, which acts
+like a Tikhonov regularisation. Here the tall system A c ≈ y is first reduced by an unpivoted
+economic QR (A = Q R, z = Qᵀ y, no Q formed), then R is factorised with column pivoting,
+R Π = Q₂ R₂, and only the leading k columns with |R₂[k, k]| > rtol·|R₂[0, 0]| are kept; the other
+coefficients are zero. Same solution as pivoting the tall matrix directly, at a fraction of the
+cost (pyace-notes.md: 17 s instead of 56 s for 40,000 × 2,000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+__all__ = ["LstsqSolution", "solve_rrqr", "weighted_system"]
+
+
+@dataclass(frozen=True)
+class LstsqSolution:
+    """Coefficients of a truncated rank-revealing QR solve and the numerical rank used."""
+
+    coeffs: np.ndarray
+    rank: int
+
+
+def weighted_system(blocks: list[tuple[np.ndarray, np.ndarray, float]]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Stack row blocks ``(A_k, y_k, W_k)`` into ``√W_k A_k``, ``√W_k y_k``."""
+    A = np.vstack([np.sqrt(w) * a for a, _, w in blocks])
+    y = np.concatenate([np.sqrt(w) * b for _, b, w in blocks])
+    return A, y
+
+
+def solve_rrqr(A: np.ndarray, y: np.ndarray, rtol: float = 1e-6) -> LstsqSolution:
+    """Minimise ‖A c − y‖₂ with a column-pivoted QR truncated at relative tolerance ``rtol``.
+
+    Parameters
+    ----------
+    A : (m, n) ndarray
+        Design matrix (rows already weighted).
+    y : (m,) ndarray
+        Observations (already weighted).
+    rtol : float
+        Columns whose pivot |R₂[k, k]| ≤ rtol·|R₂[0, 0]| are dropped.
+    """
+    if not rtol > 0:
+        raise ValueError(f"rtol must be positive, got {rtol}")
+    A = np.asarray(A, float)
+    y = np.asarray(y, float)
+    n = A.shape[1]
+    if A.shape[0] >= n:
+        z, R = scipy.linalg.qr_multiply(A, y, mode="right")  # z = Qᵀ y, R is (n, n)
+    else:
+        R, z = A, y
+    Q2, R2, piv = scipy.linalg.qr(R, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R2))
+    rank = int(np.count_nonzero(d > rtol * d[0])) if d.size and d[0] > 0 else 0
+    coeffs = np.zeros(n)
+    if rank:
+        w = Q2[:, :rank].T @ z
+        coeffs[piv[:rank]] = scipy.linalg.solve_triangular(R2[:rank, :rank], w)
+    return LstsqSolution(coeffs, rank)

@@ -1,0 +1,108 @@
+"""Fixed-cell relaxation of a configuration with any model of this package.
+
+A *model* is any object with ``evaluate(positions_A, cell_A, symbols) -> EnergyForcesVirial``
+(the reference potentials and :class:`kernels.ace.ACEModel`). Relaxation uses ase's optimisers
+through a thin calculator adapter: ``"lbfgs"`` (ase LBFGS, force-only steps: robust at tight force
+tolerances where line searches fail on energy round-off), ``"precon-lbfgs"`` (ase PreconLBFGS with
+the Exp preconditioner; fewer force calls, pays when forces are expensive) and ``"fire"``.
+
+Units: Å, eV, eV/Å.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+__all__ = ["ModelCalculator", "RelaxResult", "RelaxationError", "relax", "OPTIMIZERS"]
+
+OPTIMIZERS = ("lbfgs", "precon-lbfgs", "fire")
+
+
+class RelaxationError(RuntimeError):
+    """The optimiser stopped before the force tolerance was reached."""
+
+
+class ModelCalculator(Calculator):
+    """ASE calculator around a model's ``evaluate`` (energy eV, forces eV/Å, stress eV/Å³)."""
+
+    implemented_properties = ["energy", "forces", "stress", "free_energy"]
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.n_calls = 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        r = self.model.evaluate(self.atoms.positions, np.asarray(self.atoms.cell),
+                                list(self.atoms.get_chemical_symbols()))
+        self.n_calls += 1
+        stress = -r.virial_eV / self.atoms.get_volume()
+        self.results = {"energy": r.energy_eV, "free_energy": r.energy_eV,
+                        "forces": r.forces_eV_per_A,
+                        "stress": stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]}
+
+
+@dataclass(frozen=True)
+class RelaxResult:
+    """Relaxed positions (Å), energy (eV), largest force component left (eV/Å) and cost."""
+
+    positions_A: np.ndarray
+    energy_eV: float
+    max_force_eV_per_A: float
+    n_steps: int
+    n_force_calls: int
+
+
+def relax(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols: list[str],
+          fmax_eV_per_A: float = 1e-6, max_steps: int = 10_000,
+          optimizer: str = "lbfgs") -> RelaxResult:
+    """Relax positions at fixed periodic cell until every force is below ``fmax_eV_per_A``.
+
+    Parameters
+    ----------
+    model
+        Object with ``evaluate(positions_A, cell_A, symbols)``.
+    positions_A : (n, 3) ndarray
+        Starting positions, Å.
+    cell_A : (3, 3) ndarray
+        Cell rows, Å; periodic in all directions.
+    symbols : list of str
+        Chemical symbols.
+    fmax_eV_per_A : float
+        Convergence: largest atomic force norm, eV/Å.
+    max_steps : int
+        Optimiser steps before giving up with :class:`RelaxationError`.
+    optimizer : {"lbfgs", "precon-lbfgs", "fire"}
+
+    Raises
+    ------
+    RelaxationError
+        If the tolerance is not reached within ``max_steps``.
+    """
+    from ase.optimize import FIRE, LBFGS  # noqa: PLC0415
+
+    atoms = Atoms(symbols=symbols, positions=np.array(positions_A, float), cell=cell_A, pbc=True)
+    calc = ModelCalculator(model)
+    atoms.calc = calc
+    if optimizer == "lbfgs":
+        opt = LBFGS(atoms, logfile=None)
+    elif optimizer == "precon-lbfgs":
+        from ase.optimize.precon import Exp, PreconLBFGS  # noqa: PLC0415
+
+        opt = PreconLBFGS(atoms, precon=Exp(A=3.0), use_armijo=True, logfile=None)
+    elif optimizer == "fire":
+        opt = FIRE(atoms, logfile=None)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    converged = opt.run(fmax=fmax_eV_per_A, steps=max_steps)
+    fmax_left = float(np.linalg.norm(atoms.get_forces(), axis=1).max()) if len(atoms) else 0.0
+    if not converged and fmax_left > fmax_eV_per_A:
+        raise RelaxationError(f"{optimizer} did not reach fmax {fmax_eV_per_A:g} eV/Å in "
+                              f"{max_steps} steps (largest force {fmax_left:.3g} eV/Å)")
+    return RelaxResult(atoms.positions.copy(), float(atoms.get_potential_energy()), fmax_left,
+                       int(opt.nsteps), calc.n_calls)
