@@ -12,6 +12,20 @@ that one result serves many dependants:
 5. :func:`fit` — weighted least squares, test RMSEs, ε_FC_hom.
 6. :func:`predict` — relax the simulation cell with the fitted model from ū, and the errors.
 
+Formation energies. The P1 training set holds one cell type (L × L sites, one defect, fixed atom
+count), so its energies fix only the *sum* of the site energies of that cell: how the fitted model
+splits it between bulk-like sites and defect-adjacent sites — i.e. the model's energy per atom of
+the perfect crystal e_bulk and hence its defect formation energy — is not identifiable from those
+observations (measured: with P1's sets alone the fitted e_bulk came out at −0.34 eV/atom instead of
+−6.62, formation-energy errors 3–960 eV, while relaxation energies were right to 1e-3 eV). The
+*energy error* of the papers (E measured from the unrelaxed x₀, V(0) = 0) does not need e_bulk,
+but the formation-energy error (science.md: each model's energy relative to its own perfect crystal
+with the same atom count) does. So :func:`training_data` also records the perfect L × L cell
+(lattice spacing r0, its reference energy) and :func:`fit` adds its energy per atom as one extra
+observation row with weight W_E (``weight_bulk_energy``; 0 reproduces P1's sets exactly, and then
+the formation-energy error is meaningless). The perfect lattice's forces vanish by symmetry for
+every model, so no force rows are added.
+
 Units: Å, eV, eV/Å; L, N and L_D are integers in units of r0.
 """
 
@@ -90,22 +104,31 @@ class Observations:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The relaxed training cell ȳ_L and its rattled training and test sets."""
+    """The relaxed training cell ȳ_L and its rattled training and test sets.
+
+    ``perfect`` is the perfect L × L cell at spacing r0 (one configuration, same cell as the
+    training cell): the bulk-energy observation that makes formation energies identifiable.
+    """
 
     cell_A: np.ndarray
     relaxed_A: np.ndarray
     train: Observations
     test: Observations
+    perfect: Observations | None = None
 
 
 @dataclass(frozen=True)
 class TrainingRows:
-    """ACE rows of the training and test sets, the realised basis size and the build time (s)."""
+    """ACE rows of the training and test sets, the realised basis size and the build time (s).
+
+    ``perfect`` holds the rows of :attr:`TrainingData.perfect` when the data carry it.
+    """
 
     train: DesignRows
     test: DesignRows
     n_basis: int
     time_s: float
+    perfect: DesignRows | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +136,8 @@ class FitResult:
     """Fitted coefficients and fit-quality figures.
 
     rmse_energy_meV_per_atom and rmse_forces_eV_per_A are test-set RMSEs;
-    force_constant_error_percent is ε_FC_hom; fit_time_s the solve time.
+    force_constant_error_percent is ε_FC_hom; fit_time_s the solve time;
+    bulk_energy_error_meV_per_atom is |ẽ_bulk − e_bulk| of the perfect lattice at r0.
     """
 
     coeffs: np.ndarray
@@ -124,6 +148,7 @@ class FitResult:
     rmse_forces_eV_per_A: float
     force_constant_error_percent: float
     fit_time_s: float
+    bulk_energy_error_meV_per_atom: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -178,22 +203,33 @@ def training_data(model, r0_A: float, size: int, kind: str, n_train: int, n_test
 
     Every in-plane coordinate of every atom is displaced by an independent normal deviate of
     standard deviation ``amplitude_A`` (Å); the generators are seeded with the explicit seeds.
+    The perfect L × L cell at spacing ``r0_A`` and its reference energy are recorded as
+    :attr:`TrainingData.perfect` (see the module docstring: formation energies).
     """
     x0, cell, _ = point_defect_cell(size, r0_A, [kind], size)
     r = relax(model, x0, cell, [SYMBOL] * len(x0), options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
+    perfect = triangular_sites(size, r0_A)
+    p = model.evaluate(perfect, cell, [SYMBOL] * len(perfect))
     return TrainingData(cell, r.positions_A,
                         _rattled(model, r.positions_A, cell, n_train, amplitude_A, seed_train),
-                        _rattled(model, r.positions_A, cell, n_test, amplitude_A, seed_test))
+                        _rattled(model, r.positions_A, cell, n_test, amplitude_A, seed_test),
+                        Observations(perfect[None], np.array([p.energy_eV]),
+                                     p.forces_eV_per_A[None]))
 
 
 def design_rows(basis: ACEBasis, data: TrainingData) -> TrainingRows:
-    """Energy and in-plane force rows of the training and test configurations."""
+    """Energy and in-plane force rows of the training and test configurations (and the perfect
+    cell's rows when ``data.perfect`` is present)."""
     t0 = time.perf_counter()
     symbols = [SYMBOL] * data.train.positions_A.shape[1]
     train = basis.design_rows(data.train.positions_A, data.cell_A, symbols, PLANAR)
     test = basis.design_rows(data.test.positions_A, data.cell_A, symbols, PLANAR)
-    return TrainingRows(train, test, train.energy.shape[1], time.perf_counter() - t0)
+    perfect = None
+    if data.perfect is not None:
+        n = data.perfect.positions_A.shape[1]
+        perfect = basis.design_rows(data.perfect.positions_A, data.cell_A, [SYMBOL] * n, PLANAR)
+    return TrainingRows(train, test, train.energy.shape[1], time.perf_counter() - t0, perfect)
 
 
 def _energy_force_system(rows: DesignRows, obs: Observations, weight_energy: float,
@@ -207,13 +243,25 @@ def _energy_force_system(rows: DesignRows, obs: Observations, weight_energy: flo
 
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
-        weight_energy: float, weight_forces: float, rtol: float = 1e-6) -> FitResult:
+        weight_energy: float, weight_forces: float, rtol: float = 1e-6,
+        weight_bulk_energy: float | None = None) -> FitResult:
     """Weighted least-squares fit of energies (per atom) and in-plane forces.
 
     Minimises Σ_R W_E |E/n − Ẽ/n|² + W_F |F − F̃|² (P1 eq. 4.2, energies per atom) with the
-    truncated rank-revealing QR of :func:`kernels.least_squares.solve_rrqr`.
+    truncated rank-revealing QR of :func:`kernels.least_squares.solve_rrqr`, plus
+    W_bulk |Ẽ_perfect/L² − E_perfect/L²|² for the perfect L × L cell when the rows carry it
+    (``weight_bulk_energy``: None → W_E; 0 → no bulk row, P1's sets exactly). Without that row the
+    model's bulk energy per atom, hence its formation energies, are not determined by the data.
     """
     A, y = _energy_force_system(rows.train, data.train, weight_energy, weight_forces)
+    w_bulk = weight_energy if weight_bulk_energy is None else weight_bulk_energy
+    if w_bulk < 0:
+        raise ValueError(f"weight_bulk_energy must be >= 0, got {weight_bulk_energy}")
+    if w_bulk > 0 and rows.perfect is not None and data.perfect is not None:
+        n_p = data.perfect.positions_A.shape[1]
+        A_b, y_b = weighted_system([(rows.perfect.energy / n_p, data.perfect.energy_eV / n_p,
+                                     w_bulk)])
+        A, y = np.vstack([A, A_b]), np.concatenate([y, y_b])
     t0 = time.perf_counter()
     sol = solve_rrqr(A, y, rtol)
     fit_time = time.perf_counter() - t0
@@ -224,19 +272,29 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     model = ACEModel(basis, c)
     nfc = FORCE_CONSTANT_CELL
     pos = triangular_sites(nfc, lattice.r0_A)
-    K = force_constants(model, pos, triangular_cell(nfc, lattice.r0_A), [SYMBOL] * len(pos),
-                        PLANAR)
+    cell = triangular_cell(nfc, lattice.r0_A)
+    K = force_constants(model, pos, cell, [SYMBOL] * len(pos), PLANAR)
+    bulk_ml = model.evaluate(pos, cell, [SYMBOL] * len(pos)).energy_eV / len(pos)
     return FitResult(
         coeffs=c, rank=sol.rank, n_basis=rows.n_basis, n_observations=int(A.shape[0]),
         rmse_energy_meV_per_atom=1e3 * rmse(e_pred / n, data.test.energy_eV / n),
         rmse_forces_eV_per_A=rmse(f_pred, data.test.forces_eV_per_A[:, :, :PLANAR]),
         force_constant_error_percent=force_constant_error(lattice.force_constants_eV_per_A2, K),
-        fit_time_s=fit_time)
+        fit_time_s=fit_time,
+        bulk_energy_error_meV_per_atom=1e3 * abs(bulk_ml - lattice.bulk_energy_eV_per_atom))
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
             lattice: LatticeReference, options: RelaxOptions) -> Prediction:
-    """Relax the simulation cell with the fitted model, starting from ū, and measure the errors."""
+    """Relax the simulation cell with the fitted model, starting from ū, and measure the errors.
+
+    energy_error_eV is |E(ū) − Ẽ(ũ)| with each model's energy measured from its own value at the
+    unrelaxed x₀ (the papers' V(0) = 0). formation_energy_error_eV is the error of
+    E_tot − n·e_bulk, each model against its own perfect crystal with the same atom count n
+    (e_bulk: the model's energy per atom of the perfect lattice at r0, on a
+    FORCE_CONSTANT_CELL² cell); it is meaningful only for a fit that saw the bulk energy
+    (``fit(..., weight_bulk_energy > 0)``, the default) — see the module docstring.
+    """
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)
     symbols = [SYMBOL] * len(sim.positions0_A)
