@@ -1,0 +1,817 @@
+"""``sweep report``: figures and tables in the style of the papers, from any sweep store.
+
+:func:`write_report` reads a store (opened with plain :func:`xarray.open_zarr`) or a Dataset and
+writes into ``out_dir``:
+
+``figures/error-vs-rmse_*.png``
+    Geometry error (Å) and energy error (eV) against the test-set force RMSE (eV/Å), one curve
+    per training-cell size L, with the theory's RMSE¹ / RMSE² guide lines (P1 Figs. 3, 6, 8;
+    P2 Figs. 4, 7, 10). One figure per combination of the other dimensions.
+``figures/error-vs-L_*.png``
+    The same errors against L (r0) at matched fit accuracy (for each L the basis size whose force
+    RMSE is closest to a common target, as the papers' "RMSE ≈ 0.03"), one curve per observation
+    set when there are several (P2 Figs. 5, 8, 11), else per n_D (P1 Figs. 4, 7, 9), with the
+    predicted slopes of :mod:`sweep.rates` drawn as dashed guide lines.
+``slopes.csv``
+    Measured log–log slopes with 95 % t intervals next to the predicted ones.
+``fit_quality.csv``
+    The fit-quality table in the form of P1 Table 2: #B, #obs, ε_E (meV/atom), ε_F (eV/Å),
+    ε_FC_hom (%), fit time (s) per L and basis size.
+``failures.csv``
+    Every failed point with its error message.
+``index.md``, ``index.html``
+    Everything above, linked, with the number of finished, pending and failed points.
+
+The report works on a partly finished store (e.g. while a sweep runs): only points whose status
+is ``"done"`` are used, and the counts of the others are stated.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import html
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from . import analysis as _analysis  # noqa: F401  (registers ds.sweep)
+from .analysis import MIN_POINTS, fit_loglog
+
+__all__ = [
+    "write_report",
+    "main_report",
+    "default_out_dir",
+    "axis_label",
+    "plot_error_vs_rmse",
+    "plot_error_vs_L",
+    "slope_table",
+    "fit_quality_table",
+]
+
+#: Variables whose rates the theorems predict, in plotting order.
+ERROR_VARIABLES = ("geometry_error", "energy_error")
+
+#: Axis-label text per variable (the unit is appended from the variable's ``units`` attr).
+LABELS = {
+    "geometry_error": "geometry error ‖Dū − Dũ‖",
+    "energy_error": "energy error |E(ū) − Ẽ(ũ)|",
+    "formation_energy_error": "formation-energy error",
+    "rmse_forces": "RMSE forces",
+    "rmse_energy": "RMSE energy",
+    "force_constant_error": "force-constant error ε_FC_hom",
+    "fit_time": "fit time",
+    "L": "L",
+}
+#: Units used when a variable carries no ``units`` attr.
+DEFAULT_UNITS = {
+    "geometry_error": "Å",
+    "energy_error": "eV",
+    "formation_energy_error": "eV",
+    "rmse_forces": "eV/Å",
+    "rmse_energy": "meV/atom",
+    "force_constant_error": "%",
+    "fit_time": "s",
+    "L": "r0",
+}
+#: Short names for dimensions in legends, titles and file names.
+SHORT = {"n_defects": "n_D", "basis_size": "basis", "observations": "obs"}
+
+
+# --------------------------------------------------------------------------- helpers
+def axis_label(ds: xr.Dataset, name: str) -> str:
+    """Axis label with units, e.g. ``"geometry error ‖Dū − Dũ‖ (Å)"`` or ``"L (r0)"``."""
+    attrs = ds[name].attrs if name in ds.variables else {}
+    text = LABELS.get(name) or attrs.get("long_name") or name
+    units = attrs.get("units") or DEFAULT_UNITS.get(name, "")
+    return f"{text} ({units})" if units and units != "1" else str(text)
+
+
+def _value(v: Any) -> Any:
+    return _analysis._label(v)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    """Compact text for a table cell; NaN and missing values show as an em dash."""
+    v = _value(v)
+    if v is None:
+        return "—"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return "—"
+        if v == 0:
+            return "0"
+        if 1e3 <= abs(v) < 1e7:
+            return f"{v:.0f}"
+        if 1e-3 <= abs(v) < 1e3:
+            return f"{v:.{digits}g}"
+        return f"{v:.{max(digits - 1, 1)}e}"
+    return str(v)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_") or "all"
+
+
+def _group_label(labels: Mapping[str, Any]) -> str:
+    return ", ".join(f"{SHORT.get(k, k)} = {_value(v)}" for k, v in labels.items())
+
+
+def _iter_groups(ds: xr.Dataset, dims: Sequence[str]) -> Iterator[tuple[dict[str, Any], xr.Dataset]]:
+    """Yield ({dim: label}, ds.isel(...)) for every combination of ``dims``."""
+    dims = [d for d in dims if d in ds.dims]
+    if not dims:
+        yield {}, ds
+        return
+    for index in np.ndindex(*(ds.sizes[d] for d in dims)):
+        sel = dict(zip(dims, index))
+        labels = {d: _value(ds[d].values[i]) if d in ds.coords else i for d, i in sel.items()}
+        yield labels, ds.isel(sel)
+
+
+def _squeeze_to(da: xr.DataArray, keep: Sequence[str], what: str) -> xr.DataArray:
+    extra = [d for d in da.dims if d not in keep]
+    big = [d for d in extra if da.sizes[d] > 1]
+    if big:
+        raise ValueError(f"{what}: select a single value of {big} first (dims {dict(da.sizes)})")
+    return da.squeeze(extra, drop=True) if extra else da
+
+
+def _usable(ds: xr.Dataset, x: str, y: str, keep: Sequence[str]) -> tuple[xr.DataArray, xr.DataArray]:
+    """x and y over ``keep`` with points not done, non-finite or non-positive set to NaN."""
+    done = ds.sweep.done
+    yb, xb, db = xr.broadcast(ds[y], ds[x], done)
+    yb, xb, db = (_squeeze_to(a, keep, f"{y} vs {x}").transpose(*[k for k in keep if k in a.dims])
+                  for a in (yb, xb, db))
+    xv = np.asarray(xb.values, float)
+    yv = np.asarray(yb.values, float)
+    ok = np.asarray(db.values, bool) & np.isfinite(xv) & np.isfinite(yv) & (xv > 0) & (yv > 0)
+    return xb.copy(data=np.where(ok, xv, np.nan)), yb.copy(data=np.where(ok, yv, np.nan))
+
+
+def _power_label(base: str, p: float) -> str:
+    frac = Fraction(p).limit_denominator(4)
+    exp = str(frac.numerator) if frac.denominator == 1 else f"{frac.numerator}/{frac.denominator}"
+    return rf"$\mathrm{{{base}}}^{{{exp}}}$"
+
+
+def _guide(ax, xs: np.ndarray, ys: np.ndarray, p: float, label: str, color: str = "k") -> None:
+    """Dashed line of slope ``p`` through the data's median offset, shifted down by ×0.6."""
+    ok = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
+    if ok.sum() < 1:
+        return
+    lx, ly = np.log10(xs[ok]), np.log10(ys[ok])
+    c = np.median(ly - p * lx) + np.log10(0.6)
+    xg = np.array([xs[ok].min(), xs[ok].max()])
+    if xg[0] == xg[1]:
+        xg = xg * np.array([0.8, 1.25])
+    ax.plot(xg, 10 ** (c + p * np.log10(xg)), ls="--", color=color, lw=1.3, label=label)
+
+
+def _style(ax) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _new_figure(n_panels: int) -> tuple[Figure, np.ndarray]:
+    """A paper-style row of ``n_panels`` log–log panels (fixed margins: faster than a layout
+    engine, which matters for reports with many figures)."""
+    width = 5.0 * n_panels
+    fig = Figure(figsize=(width, 4.2), dpi=100)
+    fig.subplots_adjust(left=1.0 / width, right=1 - 0.15 / width, bottom=0.13, top=0.9,
+                        wspace=1.45 * n_panels / (width - 1.15))
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    return fig, axes
+
+
+def _integer_ticks(ax, values: np.ndarray | None) -> None:
+    """Label a log axis of L with its plain values (4, 6, 8 r0) instead of 4×10⁰."""
+    if values is None or not np.isfinite(values).any():
+        return
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    ticks = np.unique(values[np.isfinite(values) & (values > 0)])
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _curve_slope(x: np.ndarray, y: np.ndarray) -> float:
+    fit = fit_loglog(x[None, :], y[None, :])
+    return float(fit["slope"][0])
+
+
+def _legend_name(dim: str, value: Any) -> str:
+    if dim == "L":
+        return f"L = {value} r0"
+    if dim == "observations":
+        return str(value)
+    return f"{SHORT.get(dim, dim)} = {value}"
+
+
+def _observations_of(ds: xr.Dataset) -> str:
+    if "observations" in ds.coords and ds["observations"].size == 1:
+        return str(np.ravel(ds["observations"].values)[0])
+    return "E+F"
+
+
+# --------------------------------------------------------------------------- figures
+def plot_error_vs_rmse(
+    ds: xr.Dataset,
+    *,
+    rmse: str = "rmse_forces",
+    variables: Sequence[str] = ERROR_VARIABLES,
+    title: str | None = None,
+) -> Figure:
+    """Error against the test-set RMSE, one curve per L (P1 Figs. 3, 6, 8).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Sweep Dataset reduced to the dimensions ``L`` and ``basis_size`` (other dimensions must
+        have size 1). Only done points with finite, positive values are drawn.
+    rmse : str
+        Regressor variable (default ``"rmse_forces"``, eV/Å).
+    variables : sequence of str
+        One panel per variable (default geometry error in Å and energy error in eV).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With one log–log axes per variable, x label e.g. ``"RMSE forces (eV/Å)"``; the dashed
+        line is the predicted slope (RMSE¹ for geometry, RMSE² for energy).
+    """
+    fig, axes = _new_figure(len(variables))
+    keep = [d for d in ("L", "basis_size") if d in ds.dims]
+    obs = _observations_of(ds)
+    for ax, var in zip(axes, variables):
+        x, y = _usable(ds, rmse, var, keep)
+        if "L" not in x.dims:
+            x, y = x.expand_dims("L"), y.expand_dims("L")
+        if "basis_size" not in x.dims:
+            x, y = x.expand_dims("basis_size", -1), y.expand_dims("basis_size", -1)
+        x, y = x.transpose("L", "basis_size"), y.transpose("L", "basis_size")
+        drawn = 0
+        for i in range(x.sizes["L"]):
+            xs, ys = np.asarray(x.values[i], float), np.asarray(y.values[i], float)
+            ok = np.isfinite(xs) & np.isfinite(ys)
+            if not ok.any():
+                continue
+            order = np.argsort(xs[ok])
+            Lval = _value(x["L"].values[i]) if "L" in x.coords else "?"
+            s = _curve_slope(xs, ys)
+            label = _legend_name("L", Lval) + (f" (slope {s:.2f})" if np.isfinite(s) else "")
+            ax.plot(xs[ok][order], ys[ok][order], "o-", ms=4, label=label)
+            drawn += 1
+        p = ds.sweep.predicted_slope(var, rmse, obs)
+        if drawn and p is not None:
+            _guide(ax, np.asarray(x.values, float).ravel(), np.asarray(y.values, float).ravel(), p,
+                   _power_label("RMSE", p) + " (theory)")
+        if not drawn:
+            ax.text(0.5, 0.5, "no finished points", transform=ax.transAxes, ha="center", va="center")
+        else:
+            _style(ax)
+            ax.legend(fontsize=8)
+        ax.set_xlabel(axis_label(ds, rmse))
+        ax.set_ylabel(axis_label(ds, var))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_error_vs_L(
+    ds: xr.Dataset,
+    *,
+    curves: str | None = None,
+    variables: Sequence[str] = ERROR_VARIABLES,
+    title: str | None = None,
+) -> Figure:
+    """Error against the training-cell size L, one curve per ``curves`` value (P1 Figs. 4, 7, 9;
+    P2 Figs. 5, 8, 11), with the predicted slopes as dashed guide lines.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Sweep Dataset reduced to the dimensions ``L`` and ``curves`` (others of size 1), e.g. a
+        slice of :meth:`sweep.analysis.SweepAccessor.matched_accuracy`.
+    curves : str, optional
+        Dimension drawn as separate curves (``"observations"`` or ``"n_defects"``); None for one
+        curve.
+    variables : sequence of str
+        One panel per variable (default geometry error in Å and energy error in eV).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One log–log axes per variable with x label ``"L (r0)"``. Each distinct predicted slope
+        (per observation set) is drawn once, dashed, labelled e.g. ``L^-1 (theory)``.
+    """
+    fig, axes = _new_figure(len(variables))
+    if curves is not None and curves not in ds.dims:
+        curves = None
+    keep = ["L"] + ([curves] if curves else [])
+    for ax, var in zip(axes, variables):
+        x, y = _usable(ds, "L", var, [k for k in keep if k in ds.dims])
+        if "L" not in x.dims:
+            x, y = x.expand_dims("L"), y.expand_dims("L")
+        cdim = curves or "_curve"
+        if cdim not in x.dims:
+            x, y = x.expand_dims(cdim, -1), y.expand_dims(cdim, -1)
+        x, y = x.transpose("L", cdim), y.transpose("L", cdim)
+        guides: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {}
+        colors: dict[float, str] = {}
+        who: dict[float, list[str]] = {}
+        drawn = 0
+        for j in range(x.sizes[cdim]):
+            xs, ys = np.asarray(x.values[:, j], float), np.asarray(y.values[:, j], float)
+            ok = np.isfinite(xs) & np.isfinite(ys)
+            cval = _value(ds[curves].values[j]) if curves else None
+            obs = str(cval) if curves == "observations" else _observations_of(ds)
+            if not ok.any():
+                continue
+            s = _curve_slope(xs, ys)
+            name = _legend_name(curves, cval) if curves else var
+            line, = ax.plot(xs[ok], ys[ok], "o-", ms=4,
+                            label=name + (f" (slope {s:.2f})" if np.isfinite(s) else ""))
+            drawn += 1
+            p = ds.sweep.predicted_slope(var, "L", obs)
+            if p is not None:
+                guides.setdefault(p, []).append((xs, ys))
+                colors.setdefault(p, line.get_color() if curves == "observations" else "k")
+                who.setdefault(p, []).append(obs)
+        for p, pts in guides.items():
+            xs = np.concatenate([a for a, _ in pts])
+            ys = np.concatenate([b for _, b in pts])
+            label = _power_label("L", p) + " (theory" + (": stalls" if p == 0 else "")
+            if curves == "observations" and len(guides) > 1:
+                label += ", " + " & ".join(who[p])
+            _guide(ax, xs, ys, p, label + ")", colors[p])
+        if not drawn:
+            ax.text(0.5, 0.5, "no finished points", transform=ax.transAxes, ha="center", va="center")
+        else:
+            _style(ax)
+            _integer_ticks(ax, np.asarray(x["L"].values, float) if "L" in x.coords else None)
+            ax.legend(fontsize=8)
+        ax.set_xlabel(axis_label(ds, "L"))
+        ax.set_ylabel(axis_label(ds, var))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------- tables
+def _slope_rows(res: xr.Dataset, variable: str, against: str, extra: Mapping[str, Any]) -> list[dict]:
+    rows = []
+    dims = list(res["slope"].dims)
+    shape = tuple(res.sizes[d] for d in dims)
+    for index in np.ndindex(*shape) if shape else [()]:
+        sel = dict(zip(dims, index))
+        one = res.isel(sel)
+        row: dict[str, Any] = {"variable": variable, "against": against}
+        for d in dims:
+            row[d] = _value(res[d].values[sel[d]]) if d in res.coords else sel[d]
+        row.update(extra)
+        n = int(one["n_points"])
+        slope = float(one["slope"])
+        lo, hi = float(one["ci_low"]), float(one["ci_high"])
+        pred = float(one["predicted"])
+        row.update(slope=slope, ci_low=lo, ci_high=hi, n_points=n, predicted=pred)
+        if not np.isfinite(slope):
+            row["verdict"] = f"too few points ({n} < {MIN_POINTS})" if n < MIN_POINTS else "x does not vary"
+        elif not np.isfinite(pred):
+            row["verdict"] = "no prediction"
+        elif lo <= pred <= hi:
+            row["verdict"] = "agrees (within CI)"
+        else:
+            # errors fall as L grows (negative slopes) and as the RMSE falls (positive slopes):
+            # "faster" means the error falls faster than predicted as L or the fit improves
+            faster = slope < pred if against == "L" else slope > pred
+            row["verdict"] = "faster than predicted" if faster else "slower than predicted"
+        rows.append(row)
+    return rows
+
+
+def slope_table(ds: xr.Dataset, matched: xr.Dataset | None = None) -> tuple[list[dict], list[str]]:
+    """Measured vs predicted slopes for geometry and energy error, vs L and vs the force RMSE.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Sweep Dataset.
+    matched : xarray.Dataset, optional
+        Matched-accuracy selection used for the fits against L (default:
+        ``ds.sweep.matched_accuracy()`` when ``ds`` has a ``basis_size`` dimension).
+
+    Returns
+    -------
+    rows : list of dict
+        One row per fitted group: ``variable``, ``against``, the group's coordinates, ``slope``,
+        ``ci_low``, ``ci_high`` (95 % t interval), ``n_points``, ``predicted`` and ``verdict``.
+    notes : list of str
+        Why some fits could not be made at all (e.g. a single L value).
+    """
+    rows: list[dict] = []
+    notes: list[str] = []
+    if matched is None:
+        matched = ds.sweep.matched_accuracy() if "basis_size" in ds.dims and "rmse_forces" in ds else ds
+    for var in ERROR_VARIABLES:
+        if var not in ds.data_vars:
+            continue
+        if "L" in ds.dims:
+            try:
+                res = matched.sweep.slope(var, against="L")
+                rows += _slope_rows(res, var, "L", {})
+            except ValueError as exc:
+                notes.append(f"{var} vs L: {exc}")
+        if "rmse_forces" in ds.data_vars:
+            try:
+                res = ds.sweep.slope(var, against="rmse_forces")
+                rows += _slope_rows(res, var, "rmse_forces", {})
+            except ValueError as exc:
+                notes.append(f"{var} vs rmse_forces: {exc}")
+    return rows, notes
+
+
+_FIT_COLUMNS = [
+    ("n_basis", "#B", "1"),
+    ("n_observations", "#obs", "1"),
+    ("rmse_energy", "ε_E", "meV/atom"),
+    ("rmse_forces", "ε_F", "eV/Å"),
+    ("force_constant_error", "ε_FC_hom", "%"),
+    ("fit_time", "T fit", "s"),
+]
+
+
+def fit_quality_table(ds: xr.Dataset, pooled: Sequence[str] = ("n_defects",)) -> list[dict]:
+    """Fit quality in the form of P1 Table 2, one row per fit.
+
+    A fit is labelled by every dimension except ``pooled`` (the fit does not depend on the number
+    of defects in the simulation cell); values are medians over the done points of the pooled
+    dimensions (they repeat the same fit's numbers).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Sweep Dataset.
+    pooled : sequence of str
+        Dimensions the fit does not depend on (default ``("n_defects",)``).
+
+    Returns
+    -------
+    list of dict
+        Keys: the fit's labels (e.g. ``defect``, ``weights``, ``observations``, ``L``,
+        ``basis_size``), ``n_basis`` (#B), ``n_observations`` (#obs), ``rmse_energy`` (ε_E,
+        meV/atom), ``rmse_forces`` (ε_F, eV/Å), ``force_constant_error`` (ε_FC_hom, %),
+        ``fit_time`` (s), ``points_done`` and ``points``. Fits without any done point are left
+        out.
+    """
+    order = [d for d in ("defect", "weights", "observations") if d in ds.dims]
+    order += [d for d in ds.dims if d not in order and d not in ("L", "basis_size") and d not in pooled]
+    order += [d for d in ("L", "basis_size") if d in ds.dims]
+    pooled = [d for d in pooled if d in ds.dims]
+    done_da = ds.sweep.done
+    done = np.asarray(done_da.transpose(*order, *pooled).values, bool)
+    cols = {}
+    for var, _, _ in _FIT_COLUMNS:
+        if var not in ds.data_vars:
+            continue
+        a = np.asarray(ds[var].broadcast_like(done_da).transpose(*order, *pooled).values, float)
+        if var in ("n_basis", "n_observations"):
+            a = np.where(a < 0, np.nan, a)
+        cols[var] = a
+    rows = []
+    for index in np.ndindex(*(ds.sizes[d] for d in order)):
+        d_here = done[index].ravel()
+        if not d_here.any():
+            continue
+        row: dict[str, Any] = {d: _value(ds[d].values[i]) for d, i in zip(order, index)}
+        for var, _, _ in _FIT_COLUMNS:
+            if var in cols:
+                vals = cols[var][index].ravel()[d_here]
+                vals = vals[np.isfinite(vals)]
+                med = float(np.median(vals)) if vals.size else np.nan
+                if var in ("n_basis", "n_observations") and np.isfinite(med):
+                    med = int(round(med))
+                row[var] = med
+        row["points_done"] = int(d_here.sum())
+        row["points"] = int(d_here.size)
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- document
+class _Doc:
+    """A tiny document model rendered both as Markdown and as HTML."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple] = []
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def links(self, items: Sequence[tuple[str, str]]) -> None:
+        self.blocks.append(("links", list(items)))
+
+    def ul(self, items: Sequence[str]) -> None:
+        self.blocks.append(("ul", list(items)))
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.blocks.append(("table", list(headers), [[_fmt(c) for c in r] for r in rows]))
+
+    def img(self, src: str, caption: str) -> None:
+        self.blocks.append(("img", src, caption))
+
+    def markdown(self) -> str:
+        out = []
+        for b in self.blocks:
+            kind = b[0]
+            if kind == "h":
+                out.append("#" * b[1] + " " + b[2])
+            elif kind == "p":
+                out.append(b[1])
+            elif kind == "links":
+                out.append(" · ".join(f"[{t}]({href})" for t, href in b[1]))
+            elif kind == "ul":
+                out.append("\n".join(f"- {i}" for i in b[1]))
+            elif kind == "table":
+                cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+                lines = ["| " + " | ".join(cell(c) for c in b[1]) + " |",
+                         "|" + "|".join("---" for _ in b[1]) + "|"]
+                lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in b[2]]
+                out.append("\n".join(lines))
+            elif kind == "img":
+                out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        e = html.escape
+        body = []
+        for b in self.blocks:
+            kind = b[0]
+            if kind == "h":
+                body.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+            elif kind == "p":
+                body.append(f"<p>{e(b[1])}</p>")
+            elif kind == "links":
+                body.append("<p>" + " · ".join(f'<a href="{e(h)}">{e(t)}</a>' for t, h in b[1]) + "</p>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
+            elif kind == "table":
+                head = "".join(f"<th>{e(str(c))}</th>" for c in b[1])
+                rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "img":
+                body.append(f'<figure><a href="{e(b[1])}"><img src="{e(b[1])}" alt="{e(b[2])}"></a>'
+                            f"<figcaption>{e(b[2])}</figcaption></figure>")
+        css = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+               "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:2px 6px}"
+               "th{background:#eee}img{max-width:100%}figure{margin:1em 0}")
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+                f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if (isinstance(r.get(c), float) and not np.isfinite(r.get(c)))
+                        else _value(r.get(c, "")) for c in columns])
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, format="png")
+
+
+# --------------------------------------------------------------------------- report
+def write_report(
+    store_or_dataset: str | Path | xr.Dataset,
+    out_dir: str | Path,
+    *,
+    source: str | None = None,
+) -> Path:
+    """Write the analysis report of a sweep store.
+
+    Parameters
+    ----------
+    store_or_dataset : str, pathlib.Path or xarray.Dataset
+        Path of a Zarr store (opened with ``xarray.open_zarr``) or an already opened Dataset.
+    out_dir : str or pathlib.Path
+        Output directory (created; existing report files are overwritten).
+    source : str, optional
+        How to name the data in the report (default: the store path, or "Dataset").
+
+    Returns
+    -------
+    pathlib.Path
+        Path of the written ``index.md`` (``index.html`` sits next to it).
+    """
+    if isinstance(store_or_dataset, xr.Dataset):
+        ds = store_or_dataset
+        source = source or "Dataset"
+    else:
+        source = source or str(store_or_dataset)
+        ds = xr.open_zarr(str(store_or_dataset))
+    ds = ds.load()  # one consistent snapshot, even while a sweep writes into the store
+    out = Path(out_dir)
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    for old in figdir.glob("*.png"):
+        old.unlink()
+
+    experiment = ds.sweep.experiment or "unknown experiment"
+    counts = ds.sweep.counts()
+    total = sum(counts.values())
+    failures = ds.sweep.failures()
+
+    doc = _Doc()
+    title = f"Sweep report: {ds.attrs.get('spec_name', experiment)}"
+    doc.h(1, title)
+    doc.p(f"Store: {source}. Experiment: {experiment}. Generated "
+          f"{_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}.")
+    doc.p("Dimensions: " + ", ".join(f"{d} ({ds.sizes[d]})" for d in ds.dims) + ".")
+
+    # ---- status
+    doc.h(2, "Status")
+    doc.p(f"{counts['done']} of {total} points done, {counts['pending']} pending, "
+          f"{counts['failed']} failed"
+          + "".join(f", {v} {k}" for k, v in counts.items() if k not in ("pending", "done", "failed"))
+          + ".")
+    if counts["done"] < total:
+        doc.p(f"This store is partly finished: {total - counts['done']} points are missing from "
+              "every figure and table below (only points with status 'done' are used).")
+    if failures:
+        doc.h(3, f"Failures ({len(failures)})")
+        by_msg = Counter(f["error"] or "(no message)" for f in failures)
+        doc.table(["points", "error message"], [[n, m] for m, n in by_msg.most_common()])
+        shown = failures[:50]
+        dims = [d for d in failures[0] if d != "error"]
+        doc.table(dims + ["error"], [[f[d] for d in dims] + [f["error"]] for f in shown])
+        if len(failures) > len(shown):
+            doc.p(f"… and {len(failures) - len(shown)} more; all are in failures.csv.")
+        _write_csv(out / "failures.csv", failures, dims + ["error"])
+
+    # ---- slopes
+    matched = None
+    if "basis_size" in ds.dims and "rmse_forces" in ds.data_vars and counts["done"]:
+        matched = ds.sweep.matched_accuracy()
+    rows, notes = slope_table(ds, matched if matched is not None else ds) if counts["done"] else ([], [])
+    group_cols = [d for d in ds.dims if d != "basis_size" and any(d in r for r in rows)]
+    slope_cols = ["variable", "against", *group_cols, "slope", "ci_low", "ci_high", "n_points",
+                  "predicted", "verdict"]
+    _write_csv(out / "slopes.csv", rows, slope_cols)
+    doc.h(2, "Convergence rates: measured vs predicted")
+    doc.p("Log–log least-squares slopes with 95 % confidence intervals (Student t, n − 2 degrees of "
+          "freedom); 'predicted' is the rate of P1/P2 Theorem 3.1 and Table 1 (sweep/rates.py). "
+          "Slopes against L use, for each L, the basis size whose force RMSE is closest to a common "
+          "target (matched accuracy); slopes against the force RMSE are per L, over the basis sizes."
+          f" A fit needs at least {MIN_POINTS} finished points.")
+    if matched is not None and "rmse_target" in matched:
+        tg = np.unique(np.round(np.asarray(matched["rmse_target"].values, float), 6))
+        tg = tg[np.isfinite(tg)]
+        if tg.size:
+            doc.p("Matched-accuracy target RMSE forces (eV/Å): " + ", ".join(_fmt(t) for t in tg) + ".")
+    doc.links([("slopes.csv", "slopes.csv")])
+    for against, heading, skip in (("L", "Against L (r0), at matched accuracy", ("L",)),
+                                   ("rmse_forces", "Against the force RMSE (eV/Å), per L", ())):
+        part = [r for r in rows if r["against"] == against]
+        if not part:
+            continue
+        cols = [c for c in group_cols if c not in skip]
+        doc.h(3, heading)
+        doc.table(
+            ["variable", *[SHORT.get(c, c) for c in cols], "slope", "95 % CI", "n", "predicted", "verdict"],
+            [[r["variable"], *[r.get(c, "") for c in cols], r["slope"],
+              f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if np.isfinite(r["slope"]) else "—",
+              r["n_points"], r["predicted"], r["verdict"]] for r in part],
+        )
+    if notes or not rows:
+        doc.ul(notes or ["No finished points: nothing to fit yet."])
+
+    # ---- fit quality
+    doc.h(2, "Fit quality (as P1 Table 2)")
+    fq = fit_quality_table(ds) if counts["done"] else []
+    fq_labels = [k for k in (fq[0] if fq else {}) if k in ds.dims]
+    fq_cols = fq_labels + [c for c, _, _ in _FIT_COLUMNS if c in ds.data_vars] + ["points_done", "points"]
+    _write_csv(out / "fit_quality.csv", fq, fq_cols)
+    doc.p("#B: realised number of ACE basis functions; #obs: number of observations (rows of the "
+          "least-squares system); ε_E, ε_F: test-set RMSE of energy and forces; ε_FC_hom: relative "
+          "force-constant error on the homogeneous lattice; T fit: fit time. Medians over the "
+          "simulation cells (n_D) sharing the fit.")
+    doc.links([("fit_quality.csv", "fit_quality.csv")])
+    if fq:
+        heads = [SHORT.get(d, d) if d != "L" else "L (r0)" for d in fq_labels]
+        heads += [f"{h} ({u})" if u != "1" else h for c, h, u in _FIT_COLUMNS if c in ds.data_vars]
+        heads += ["done"]
+        doc.table(heads, [[r.get(d, "") for d in fq_labels]
+                          + [r.get(c, np.nan) for c, _, _ in _FIT_COLUMNS if c in ds.data_vars]
+                          + [f"{r['points_done']}/{r['points']}"] for r in fq])
+    else:
+        doc.p("No finished fits yet.")
+
+    # ---- figures
+    doc.h(2, "Figures")
+    n_fig = 0
+    if counts["done"] and "L" in ds.dims and "rmse_forces" in ds.data_vars:
+        doc.h(3, "Error vs RMSE per L (P1 Figs. 3, 6, 8)")
+        fig_dims = [d for d in ds.dims if d not in ("L", "basis_size")]
+        for labels, sub in _iter_groups(ds, fig_dims):
+            if not np.asarray(sub.sweep.done.values).any():
+                continue
+            name = f"error-vs-rmse_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
+            fig = plot_error_vs_rmse(sub, title=f"{experiment}: {_group_label(labels)}")
+            _save(fig, figdir / name)
+            n_fig += 1
+            doc.img(f"figures/{name}", f"Geometry and energy error vs RMSE forces, {_group_label(labels)}")
+    if counts["done"] and "L" in ds.dims:
+        src = matched if matched is not None else ds
+        curves = ("observations" if "observations" in src.dims and src.sizes["observations"] > 1 else
+                  "n_defects" if "n_defects" in src.dims else None)
+        doc.h(3, "Error vs L per " + ("observation set (P2 Figs. 5, 8, 11)" if curves == "observations"
+                                      else "n_D (P1 Figs. 4, 7, 9)"))
+        fig_dims = [d for d in src.dims if d not in ("L", curves, "basis_size")]
+        for labels, sub in _iter_groups(src, fig_dims):
+            if not np.asarray(sub.sweep.done.values).any():
+                continue
+            acc = ""
+            if "rmse_target" in sub:
+                t = np.asarray(sub["rmse_target"].values, float)
+                t = t[np.isfinite(t)]
+                acc = f", RMSE ≈ {_fmt(float(np.median(t)), 2)} eV/Å" if t.size else ""
+            name = f"error-vs-L_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
+            fig = plot_error_vs_L(sub, curves=curves, title=f"{experiment}: {_group_label(labels)}{acc}")
+            _save(fig, figdir / name)
+            n_fig += 1
+            doc.img(f"figures/{name}", f"Geometry and energy error vs L, {_group_label(labels)}{acc}; "
+                                       "dashed: predicted rate")
+    if not n_fig:
+        doc.p("No figures: no finished points yet.")
+
+    doc.h(2, "Files")
+    files = [("index.html", "index.html"), ("slopes.csv", "slopes.csv"), ("fit_quality.csv", "fit_quality.csv")]
+    if failures:
+        files.append(("failures.csv", "failures.csv"))
+    doc.links(files)
+
+    index_md = out / "index.md"
+    index_md.write_text(doc.markdown(), encoding="utf-8")
+    (out / "index.html").write_text(doc.html(title), encoding="utf-8")
+    return index_md
+
+
+def default_out_dir(store: str | Path) -> Path:
+    """``runs/x.zarr`` → ``runs/x-report``: the store path without ``.zarr``, plus ``-report``."""
+    p = Path(str(store).rstrip("/"))
+    stem = p.name[: -len(".zarr")] if p.name.endswith(".zarr") else p.name
+    return p.with_name(stem + "-report")
+
+
+def main_report(store: str, out: str | None = None) -> int:
+    """Entry point of ``sweep report STORE [--out DIR]``.
+
+    Parameters
+    ----------
+    store : str
+        Path of the Zarr store.
+    out : str, optional
+        Output directory (default: :func:`default_out_dir` of ``store``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 when the store cannot be opened.
+    """
+    if not Path(store).exists():
+        print(f"sweep report: no store at {store!r}", file=sys.stderr)
+        return 2
+    out_dir = Path(out) if out else default_out_dir(store)
+    try:
+        ds = xr.open_zarr(store)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is reported to the user
+        print(f"sweep report: cannot open {store!r} as a Zarr store: {exc}", file=sys.stderr)
+        return 2
+    index = write_report(ds, out_dir, source=str(store))
+    c = ds.sweep.counts()
+    print(f"report written to {index} ({c['done']} done, {c['pending']} pending, {c['failed']} failed)")
+    return 0
