@@ -1,0 +1,125 @@
+"""Command line: ``sweep run | status | specs | bench | report``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_specs(args) -> int:
+    from .spec import builtin_specs, parse_spec  # noqa: PLC0415
+
+    for name, text in builtin_specs().items():
+        spec = parse_spec(text, name)
+        dims = " × ".join(f"{d}[{len(v)}]" for d, v in spec.grid.items())
+        print(f"{name:28s} {spec.n_points:5d} points  {dims}\n{'':28s} {spec.description}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .cluster import connect  # noqa: PLC0415
+    from .runner import run_sweep  # noqa: PLC0415
+    from .spec import SpecError, load_spec  # noqa: PLC0415
+    from .store import StoreMismatch  # noqa: PLC0415
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as e:
+        print(f"sweep: invalid spec: {e}", file=sys.stderr)
+        return 2
+    store = Path(args.store or f"runs/{spec.name}.zarr")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    print(f"sweep {spec.name}: {spec.n_points} points -> {store}")
+    with connect(args.workers, args.scheduler) as client:
+        print(f"dashboard: {client.dashboard_link}")
+        try:
+            summary = run_sweep(spec, store, client, retry_failed=args.retry_failed,
+                                max_points=args.max_points, progress=not args.no_progress)
+        except StoreMismatch as e:
+            print(f"sweep: {e}", file=sys.stderr)
+            return 2
+    print(f"done {summary.done}, failed {summary.failed}, already done {summary.skipped}, "
+          f"not yet run {summary.remaining}; tasks {summary.stages}")
+    for labels, msg in summary.failures:
+        print(f"  failed {labels}: {msg}")
+    return 1 if summary.failed else 0
+
+
+def _cmd_status(args) -> int:
+    import numpy as np  # noqa: PLC0415
+
+    from .spec import DIMENSIONS  # noqa: PLC0415
+    from .store import STATUS_VALUES, open_store, point_status  # noqa: PLC0415
+
+    if not Path(args.store).exists():
+        print(f"sweep: no store at {args.store}", file=sys.stderr)
+        return 2
+    ds = open_store(args.store)
+    status = point_status(ds)
+    print(f"{args.store}: {ds.attrs.get('spec_name')} ({status.size} points)")
+    print("  " + ", ".join(f"{s} {int(np.sum(status == s))}" for s in STATUS_VALUES))
+    for attr in ("run_started_at", "run_finished_at", "git_commit"):
+        if ds.attrs.get(attr):
+            print(f"  {attr}: {ds.attrs[attr]}")
+    errors = np.array(np.asarray(ds["error"].values).tolist(), dtype=str)
+    for idx in np.argwhere(status == "failed"):
+        labels = {d: ds[d].values[i].item() for d, i in zip(DIMENSIONS, idx)}
+        print(f"  failed {labels}: {errors[tuple(idx)].splitlines()[0]}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import main_bench  # noqa: PLC0415
+
+    return main_bench(args.L, args.basis_sizes, args.n_train, args.n_test)
+
+
+def _cmd_report(args) -> int:
+    from .report import main_report  # noqa: PLC0415
+
+    return main_report(args.store, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweep", description="MLIP generalisation sweeps: grids of "
+                                "(defect × n_defects × L × basis × weights × observations) "
+                                "into a Zarr store")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or resume) a sweep")
+    r.add_argument("spec", help="built-in spec name (see `sweep specs`) or a TOML file")
+    r.add_argument("--store", help="Zarr store path (default runs/<spec name>.zarr)")
+    r.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    r.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
+    r.add_argument("--retry-failed", action="store_true", help="recompute failed points too")
+    r.add_argument("--max-points", type=int, help="stop after this many points (resume later)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+    s = sub.add_parser("status", help="counts by status and the failures of a store")
+    s.add_argument("store")
+    s.set_defaults(func=_cmd_status)
+    sp = sub.add_parser("specs", help="list the built-in specs")
+    sp.set_defaults(func=_cmd_specs)
+    b = sub.add_parser("bench", help="P1 Table 2 fit benchmark (two vacancies)")
+    b.add_argument("--L", type=int, nargs="+", default=[4, 8])
+    b.add_argument("--basis-sizes", type=int, nargs="+", default=None,
+                   help="default: P1 Table 2's sizes for each L")
+    b.add_argument("--n-train", type=int, default=200)
+    b.add_argument("--n-test", type=int, default=50)
+    b.set_defaults(func=_cmd_bench)
+    rep = sub.add_parser("report", help="figures and slope tables from a store")
+    rep.add_argument("store")
+    rep.add_argument("--out", help="output directory (default <store>-report)")
+    rep.set_defaults(func=_cmd_report)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

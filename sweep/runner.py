@@ -1,0 +1,122 @@
+"""Run a sweep: create or resume the store, submit what is missing, write points as they finish.
+
+The client is the store's only writer. Finished points are written by region as soon as they
+complete (values, then status); a failing point is recorded as ``failed`` with its message and
+the sweep goes on; a re-run computes only points whose status is not ``done`` (and, with
+``retry_failed``, re-runs failed ones), giving identical values for identical inputs.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import store as st
+from .graph import build_graph
+from .spec import Spec
+
+__all__ = ["RunSummary", "run_sweep", "pending_points"]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: points written done/failed, points skipped as already done, task counts."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    remaining: int = 0
+    stages: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+
+
+def pending_points(ds, retry_failed: bool = False) -> list[st.PointIndex]:
+    """Grid points still to compute, in grid order."""
+    wanted = ["pending", "failed"] if retry_failed else ["pending"]
+    todo = np.isin(st.point_status(ds), wanted)
+    return [st.PointIndex(tuple(int(i) for i in idx)) for idx in np.argwhere(todo)]
+
+
+def _failure_message(fut) -> str:
+    exc = fut.exception()
+    tb = fut.traceback()
+    frames = traceback.format_tb(tb)[-3:] if tb is not None else []
+    return f"{type(exc).__name__}: {exc}\n" + "".join(frames)
+
+
+def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = False,
+              max_points: int | None = None, progress: bool = True) -> RunSummary:
+    """Compute every missing point of ``spec`` into the store at ``path``.
+
+    Parameters
+    ----------
+    spec : Spec
+        Validated spec.
+    path : path-like
+        Zarr store; created (template first) if absent, else checked against the spec.
+    client : distributed.Client
+        Where tasks run.
+    retry_failed : bool
+        Also recompute points recorded as failed.
+    max_points : int, optional
+        Stop (cancelling the rest) after writing this many points; a later run resumes.
+    progress : bool
+        Show a progress bar.
+    """
+    from distributed import as_completed  # noqa: PLC0415
+
+    path = Path(path)
+    if path.exists():
+        ds = st.open_store(path)
+        st.check_compatible(ds, spec)
+    else:
+        ds = st.create_store(path, spec)
+    todo = pending_points(ds, retry_failed)
+    summary = RunSummary(skipped=spec.n_points - len(todo))
+    st.update_attrs(path, run_started_at=st._now(), run_finished_at="")
+    if not todo:
+        st.update_attrs(path, run_finished_at=st._now())
+        return summary
+    graph = build_graph(client, spec, todo)
+    summary.stages = dict(graph.stages)
+    by_key = {fut.key: pt for pt, fut in graph.points.items()}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=len(todo), desc=spec.name, unit="point")
+    ac = as_completed(list(graph.points.values()))
+    try:
+        for fut in ac:
+            pt = by_key[fut.key]
+            if fut.status == "finished":
+                values = fut.result()
+                values.pop("_host", None)
+                st.write_point(path, pt, values)
+                summary.done += 1
+            else:
+                msg = _failure_message(fut)
+                st.write_failure(path, pt, msg)
+                summary.failed += 1
+                summary.failures.append((pt.labels(spec), msg.splitlines()[0]))
+            graph.points.pop(pt)
+            graph.parents.pop(pt)
+            if bar is not None:
+                bar.update(1)
+            if max_points is not None and summary.done + summary.failed >= max_points:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        summary.remaining = len(graph.points)
+        for fut in graph.points.values():
+            fut.cancel()
+        attrs = {"run_finished_at": st._now()}
+        lat = graph.parents["lattice"]
+        if lat.status == "finished":
+            attrs["r0_A"] = float(lat.result().r0_A)
+        st.update_attrs(path, **attrs)
+    return summary

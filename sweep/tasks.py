@@ -1,0 +1,88 @@
+"""The functions Dask runs: thin adapters from spec parameters to the kernels' stages.
+
+Each takes only picklable arguments (numbers, dicts, kernel dataclasses) and builds whatever
+unpicklable objects it needs (pyace evaluators) inside the worker.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from kernels import point_defects as pdk
+from kernels.ace import ACEBasis, ace_potential_config
+from kernels.finnis_sinclair import wang2014_tungsten
+
+__all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
+           "basis_for"]
+
+#: Reference models by spec name → constructor.
+REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten}
+
+
+def _relax_options(relax: dict) -> pdk.RelaxOptions:
+    return pdk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
+
+
+def basis_for(ace: dict, basis_size: int) -> ACEBasis:
+    """The ACE basis of a spec's ``[ace]`` table at one requested size."""
+    return ACEBasis(ace_potential_config([pdk.SYMBOL], basis_size, ace["cutoff_A"],
+                                         ace["nradmax_by_orders"], ace["lmax_by_orders"],
+                                         ace["radial_basis"]))
+
+
+def lattice(reference: str) -> pdk.LatticeReference:
+    """r0, bulk energy and force constants of the reference model."""
+    return pdk.lattice_reference(REFERENCE_MODELS[reference]())
+
+
+def simulation(reference: str, lat: pdk.LatticeReference, size: int, kinds: list[str],
+               separation: int, relax: dict) -> pdk.SimulationReference:
+    """The reference relaxation of one simulation cell (shared by every fit)."""
+    return pdk.simulation_reference(REFERENCE_MODELS[reference](), lat.r0_A, size, kinds,
+                                    separation, _relax_options(relax))
+
+
+def training(reference: str, lat: pdk.LatticeReference, size: int, kind: str, params: dict,
+             seed_train: int, seed_test: int, relax: dict) -> pdk.TrainingData:
+    """Training and test sets of one training cell (shared by every basis and fit)."""
+    return pdk.training_data(REFERENCE_MODELS[reference](), lat.r0_A, size, kind,
+                             params["n_train"], params["n_test"], params["rattle_A"],
+                             seed_train, seed_test, _relax_options(relax))
+
+
+def design(ace: dict, basis_size: int, data: pdk.TrainingData) -> pdk.TrainingRows:
+    """Design rows of one training set in one basis (shared by every weight set)."""
+    return pdk.design_rows(basis_for(ace, basis_size), data)
+
+
+def fit(ace: dict, basis_size: int, rows: pdk.TrainingRows, data: pdk.TrainingData,
+        lat: pdk.LatticeReference, weights: dict, fit_params: dict
+        ) -> tuple[pdk.FitResult, float]:
+    """One weighted least-squares fit (shared by every simulation cell), and the rows' build time
+    (s), so that points need not fetch the design rows themselves."""
+    return pdk.fit(basis_for(ace, basis_size), rows, data, lat, weights["energy"],
+                   weights["forces"], fit_params["rtol"]), rows.time_s
+
+
+def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
+          sim: pdk.SimulationReference, lat: pdk.LatticeReference, relax: dict) -> dict:
+    """Relax one simulation cell with one fitted model: every stored value of a grid point."""
+    fitted, rows_time_s = fit_and_time
+    p = pdk.predict(basis_for(ace, basis_size), fitted.coeffs, sim, lat, _relax_options(relax))
+    return {
+        "geometry_error": p.geometry_error_A,
+        "energy_error": p.energy_error_eV,
+        "formation_energy_error": p.formation_energy_error_eV,
+        "rmse_energy": fitted.rmse_energy_meV_per_atom,
+        "rmse_forces": fitted.rmse_forces_eV_per_A,
+        "force_constant_error": fitted.force_constant_error_percent,
+        "n_basis": fitted.n_basis,
+        "rank": fitted.rank,
+        "n_observations": fitted.n_observations,
+        "fit_time": fitted.fit_time_s,
+        "design_time": rows_time_s,
+        "predict_time": p.time_s,
+        "relax_steps": p.relax_steps,
+        "_host": socket.gethostname(),
+    }
+
