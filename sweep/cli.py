@@ -20,7 +20,8 @@ def _cmd_specs(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .cluster import connect  # noqa: PLC0415
+    from .cluster import connect_from_args  # noqa: PLC0415
+    from .lock import StoreLocked  # noqa: PLC0415
     from .runner import run_sweep  # noqa: PLC0415
     from .spec import SpecError, load_spec  # noqa: PLC0415
     from .store import StoreMismatch  # noqa: PLC0415
@@ -33,12 +34,12 @@ def _cmd_run(args) -> int:
     store = Path(args.store or f"runs/{spec.name}.zarr")
     store.parent.mkdir(parents=True, exist_ok=True)
     print(f"sweep {spec.name}: {spec.n_points} points -> {store}")
-    with connect(args.workers, args.scheduler) as client:
+    with connect_from_args(args) as client:
         print(f"dashboard: {client.dashboard_link}")
         try:
             summary = run_sweep(spec, store, client, retry_failed=args.retry_failed,
                                 max_points=args.max_points, progress=not args.no_progress)
-        except StoreMismatch as e:
+        except (StoreMismatch, StoreLocked) as e:
             print(f"sweep: {e}", file=sys.stderr)
             return 2
     print(f"done {summary.done}, failed {summary.failed}, already done {summary.skipped}, "
@@ -84,6 +85,8 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cluster import add_arguments as cluster_arguments  # noqa: PLC0415
+
     p = argparse.ArgumentParser(prog="sweep", description="MLIP generalisation sweeps: grids of "
                                 "(defect × n_defects × L × basis × weights × observations) "
                                 "into a Zarr store")
@@ -91,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) a sweep")
     r.add_argument("spec", help="built-in spec name (see `sweep specs`) or a TOML file")
     r.add_argument("--store", help="Zarr store path (default runs/<spec name>.zarr)")
-    r.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
-    r.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://h:8786")
+    cluster_arguments(r)
     r.add_argument("--retry-failed", action="store_true", help="recompute failed points too")
     r.add_argument("--max-points", type=int, help="stop after this many points (resume later)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")

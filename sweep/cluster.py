@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["connect", "SINGLE_THREAD_ENV"]
+__all__ = ["connect", "SINGLE_THREAD_ENV", "add_arguments", "connect_from_args"]
 
 #: Environment of every worker process: one BLAS/OpenMP thread.
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
@@ -36,3 +36,15 @@ def connect(workers: int | None = None, scheduler: str | None = None,
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                            dashboard_address=dashboard_address, env=dict(SINGLE_THREAD_ENV))
     return Client(cluster)
+
+
+def add_arguments(parser) -> None:
+    """Add the options that choose where a sweep runs to an argparse (sub)parser."""
+    parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler, "
+                        "e.g. tcp://host:8786")
+
+
+def connect_from_args(args):
+    """The client the parsed command-line options ask for."""
+    return connect(args.workers, args.scheduler)

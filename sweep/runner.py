@@ -16,6 +16,7 @@ import numpy as np
 
 from . import store as st
 from .graph import build_graph
+from .lock import store_lock
 from .spec import Spec
 
 __all__ = ["RunSummary", "run_sweep", "pending_points"]
@@ -66,9 +67,14 @@ def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = Fals
     progress : bool
         Show a progress bar.
     """
+    path = Path(path)
+    with store_lock(path):
+        return _run_locked(spec, path, client, retry_failed, max_points, progress)
+
+
+def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSummary:
     from distributed import as_completed  # noqa: PLC0415
 
-    path = Path(path)
     if path.exists():
         ds = st.open_store(path)
         st.check_compatible(ds, spec)
