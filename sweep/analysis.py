@@ -200,6 +200,15 @@ class SweepAccessor:
 
     # ------------------------------------------------------------------ status
     @property
+    def point_dims(self) -> tuple[Hashable, ...]:
+        """The dimensions that label a sweep point: those of ``status`` (else of
+        ``geometry_error``, else all). Variables may carry extra dims (e.g. per stage)."""
+        for name in ("status", "geometry_error"):
+            if name in self._ds.variables:
+                return tuple(self._ds[name].dims)
+        return tuple(self._ds.dims)
+
+    @property
     def done(self) -> xr.DataArray:
         """Boolean mask of finished points (``status == "done"``), with the status dims.
 
@@ -410,7 +419,7 @@ class SweepAccessor:
             "groups_refused": int(refused.sum()),
             "experiment": self.experiment or "",
         }
-        return out
+        return out.load()  # coordinates of a lazily opened store are dask-backed; results are small
 
     def _predicted_over(self, out: xr.Dataset, variable: str, against: str) -> xr.DataArray:
         attrs = {"units": "1", "long_name": f"predicted slope of {variable} vs {against} (sweep.rates)"}

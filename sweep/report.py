@@ -483,15 +483,18 @@ def fit_quality_table(ds: xr.Dataset, pooled: Sequence[str] = ("n_defects",)) ->
         ``fit_time`` (s), ``points_done`` and ``points``. Fits without any done point are left
         out.
     """
-    order = [d for d in ("defect", "weights", "observations") if d in ds.dims]
-    order += [d for d in ds.dims if d not in order and d not in ("L", "basis_size") and d not in pooled]
-    order += [d for d in ("L", "basis_size") if d in ds.dims]
-    pooled = [d for d in pooled if d in ds.dims]
+    pdims = ds.sweep.point_dims
+    order = [d for d in ("defect", "weights", "observations") if d in pdims]
+    order += [d for d in pdims if d not in order and d not in ("L", "basis_size") and d not in pooled]
+    order += [d for d in ("L", "basis_size") if d in pdims]
+    pooled = [d for d in pooled if d in pdims]
     done_da = ds.sweep.done
     done = np.asarray(done_da.transpose(*order, *pooled).values, bool)
     cols = {}
     for var, _, _ in _FIT_COLUMNS:
         if var not in ds.data_vars:
+            continue
+        if not set(ds[var].dims) <= set(pdims):
             continue
         a = np.asarray(ds[var].broadcast_like(done_da).transpose(*order, *pooled).values, float)
         if var in ("n_basis", "n_observations"):
@@ -677,7 +680,8 @@ def write_report(
     if "basis_size" in ds.dims and "rmse_forces" in ds.data_vars and counts["done"]:
         matched = ds.sweep.matched_accuracy()
     rows, notes = slope_table(ds, matched if matched is not None else ds) if counts["done"] else ([], [])
-    group_cols = [d for d in ds.dims if d != "basis_size" and any(d in r for r in rows)]
+    pdims = ds.sweep.point_dims
+    group_cols = [d for d in pdims if d != "basis_size" and any(d in r for r in rows)]
     slope_cols = ["variable", "against", *group_cols, "slope", "ci_low", "ci_high", "n_points",
                   "predicted", "verdict"]
     _write_csv(out / "slopes.csv", rows, slope_cols)
@@ -712,7 +716,7 @@ def write_report(
     # ---- fit quality
     doc.h(2, "Fit quality (as P1 Table 2)")
     fq = fit_quality_table(ds) if counts["done"] else []
-    fq_labels = [k for k in (fq[0] if fq else {}) if k in ds.dims]
+    fq_labels = [k for k in (fq[0] if fq else {}) if k in pdims]
     fq_cols = fq_labels + [c for c, _, _ in _FIT_COLUMNS if c in ds.data_vars] + ["points_done", "points"]
     _write_csv(out / "fit_quality.csv", fq, fq_cols)
     doc.p("#B: realised number of ACE basis functions; #obs: number of observations (rows of the "
@@ -735,7 +739,7 @@ def write_report(
     n_fig = 0
     if counts["done"] and "L" in ds.dims and "rmse_forces" in ds.data_vars:
         doc.h(3, "Error vs RMSE per L (P1 Figs. 3, 6, 8)")
-        fig_dims = [d for d in ds.dims if d not in ("L", "basis_size")]
+        fig_dims = [d for d in pdims if d not in ("L", "basis_size")]
         for labels, sub in _iter_groups(ds, fig_dims):
             if not np.asarray(sub.sweep.done.values).any():
                 continue
@@ -750,7 +754,7 @@ def write_report(
                   "n_defects" if "n_defects" in src.dims else None)
         doc.h(3, "Error vs L per " + ("observation set (P2 Figs. 5, 8, 11)" if curves == "observations"
                                       else "n_D (P1 Figs. 4, 7, 9)"))
-        fig_dims = [d for d in src.dims if d not in ("L", curves, "basis_size")]
+        fig_dims = [d for d in pdims if d in src.dims and d not in ("L", curves, "basis_size")]
         for labels, sub in _iter_groups(src, fig_dims):
             if not np.asarray(sub.sweep.done.values).any():
                 continue

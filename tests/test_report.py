@@ -270,7 +270,11 @@ def test_report_on_store_with_nothing_done(tmp_path):
 
 def test_report_with_size_one_dimensions(tmp_path):
     store = tmp_path / "tiny.zarr"
-    make_store(store, n_defects=(2,), Ls=(6,), basis_sizes=(60, 180, 540))
+    ds = make_store(store, n_defects=(2,), Ls=(6,), basis_sizes=(60, 180, 540)).load()
+    # a variable with an extra dimension (wall time per stage) must not multiply figures or rows
+    ds["stage_time"] = ds["fit_time"].expand_dims(stage=np.asarray(["fit", "relax"], dtype=STR), axis=-1)
+    ds["stage_time"].attrs = {"units": "s", "long_name": "wall time per stage"}
+    ds.to_zarr(store, mode="w")
     md = write_report(store, tmp_path / "rep").read_text()
     assert "3 of 3 points done, 0 pending, 0 failed." in md
     # one L: no slope against L, with the reason; against the RMSE: one fit over 3 basis sizes
@@ -278,6 +282,8 @@ def test_report_with_size_one_dimensions(tmp_path):
     with open(tmp_path / "rep" / "slopes.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["against"] for r in rows} == {"rmse_forces"} and all(r["n_points"] == "3" for r in rows)
+    with open(tmp_path / "rep" / "fit_quality.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 3
     pngs = list((tmp_path / "rep").rglob("*.png"))
     assert len(pngs) == 2
     for p in pngs:
