@@ -1,0 +1,72 @@
+"""Spec validation: invalid specs fail before any work, naming the field and allowed values."""
+
+import re
+
+import pytest
+
+from sweep.spec import DIMENSIONS, SpecError, builtin_specs, load_spec, parse_spec
+from tests.tiny import tiny_spec_text
+
+
+def test_builtin_specs_are_valid_and_named():
+    specs = builtin_specs()
+    assert {"p1-vacancies", "p1-vacancies-quick"} <= set(specs)
+    paper = load_spec("p1-vacancies")
+    assert paper.params["simulation"]["size"] == 60
+    assert paper.grid["L"] == (4, 5, 6, 7, 8, 9, 10)
+    assert paper.grid["n_defects"] == (2, 3, 4)
+    assert paper.grid["basis_size"] == (51, 110, 211, 383, 668, 1119, 1445, 1809, 2849)
+    assert (paper.params["training"]["n_train"], paper.params["training"]["n_test"]) == (200, 50)
+    assert paper.weights["WE100-WF1"] == {"energy": 100.0, "forces": 1.0}
+    assert tuple(paper.grid) == DIMENSIONS
+
+
+def _broken(pattern, replacement):
+    text = tiny_spec_text()
+    new = re.sub(pattern, replacement, text, count=1, flags=re.M)
+    assert new != text
+    return new
+
+
+@pytest.mark.parametrize("pattern, replacement, field, words", [
+    (r"^\[grid\]$", "[grid]\ntemperature = [300]", "grid.temperature", ["unknown dimension",
+                                                                         "basis_size"]),
+    (r"^L = \[.*\]$", "L = [4, -5]", "grid.L[1]", ["positive integer", "-5"]),
+    (r"^basis_size = \[.*\]$", "basis_size = [0, 20]", "grid.basis_size[0]", ["positive"]),
+    (r"^n_train = \d+$", "", "training.n_train", ["missing"]),
+    (r"^observations = \[.*\]$", 'observations = ["E+F+XYZ"]', "grid.observations[0]",
+     ["allowed values", "'E+F'"]),
+    (r"^weights = \[.*\]$", 'weights = ["nope"]', "grid.weights[0]", ["[weights.nope]"]),
+    (r"^rattle_A = .*$", 'rattle_A = "big"', "training.rattle_A", ["positive number"]),
+    (r"^optimizer = .*$", 'optimizer = "newton"', "relax.optimizer", ["'lbfgs'"]),
+    (r"^L = \[.*\]$", "L = [4, 7]", "grid.L[1]", ["simulation.size >= 14"]),
+    (r"^\[grid\]$", "colour = 1\n[grid]", "colour", ["unknown top-level field"]),
+])
+def test_invalid_spec_names_the_field(pattern, replacement, field, words):
+    with pytest.raises(SpecError) as err:
+        parse_spec(_broken(pattern, replacement))
+    assert err.value.field == field
+    assert f"'{field}'" in str(err.value)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_missing_dimension_is_named():
+    with pytest.raises(SpecError, match=r"'grid.defect': missing"):
+        parse_spec(_broken(r'^defect = \[.*\]$\n', ""))
+
+
+def test_invalid_spec_fails_before_any_work(tmp_path):
+    """`sweep run` on a bad spec exits 2 with the field's name and creates no store."""
+    from sweep.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(_broken(r"^L = \[.*\]$", "L = [-4]"))
+    store = tmp_path / "never.zarr"
+    assert main(["run", str(bad), "--store", str(store), "--workers", "1"]) == 2
+    assert not store.exists()
+
+
+def test_unknown_spec_name_lists_builtins():
+    with pytest.raises(SpecError, match="p1-vacancies-quick"):
+        load_spec("no-such-spec")
