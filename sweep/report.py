@@ -53,6 +53,7 @@ __all__ = [
     "axis_label",
     "plot_error_vs_rmse",
     "plot_error_vs_L",
+    "curve_dimension",
     "slope_table",
     "fit_quality_table",
 ]
@@ -230,6 +231,14 @@ def _observations_of(ds: xr.Dataset) -> str:
 
 
 # --------------------------------------------------------------------------- figures
+def curve_dimension(ds: xr.Dataset) -> str | None:
+    """Dimension drawn as separate curves in the error-vs-L figures: ``"observations"`` when there
+    are several observation sets (P2 Figs. 5, 8, 11), else ``"n_defects"`` (P1 Figs. 4, 7, 9)."""
+    if "observations" in ds.dims and ds.sizes["observations"] > 1:
+        return "observations"
+    return "n_defects" if "n_defects" in ds.dims else None
+
+
 def plot_error_vs_rmse(
     ds: xr.Dataset,
     *,
@@ -750,8 +759,7 @@ def write_report(
             doc.img(f"figures/{name}", f"Geometry and energy error vs RMSE forces, {_group_label(labels)}")
     if counts["done"] and "L" in ds.dims:
         src = matched if matched is not None else ds
-        curves = ("observations" if "observations" in src.dims and src.sizes["observations"] > 1 else
-                  "n_defects" if "n_defects" in src.dims else None)
+        curves = curve_dimension(src)
         doc.h(3, "Error vs L per " + ("observation set (P2 Figs. 5, 8, 11)" if curves == "observations"
                                       else "n_D (P1 Figs. 4, 7, 9)"))
         fig_dims = [d for d in pdims if d in src.dims and d not in ("L", curves, "basis_size")]
