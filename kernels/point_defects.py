@@ -244,7 +244,7 @@ def _energy_force_system(rows: DesignRows, obs: Observations, weight_energy: flo
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weight_energy: float, weight_forces: float, rtol: float = 1e-6,
-        weight_bulk_energy: float | None = None) -> FitResult:
+        weight_bulk_energy: float | None = None, scale_columns: bool = True) -> FitResult:
     """Weighted least-squares fit of energies (per atom) and in-plane forces.
 
     Minimises Σ_R W_E |E/n − Ẽ/n|² + W_F |F − F̃|² (P1 eq. 4.2, energies per atom) with the
@@ -252,6 +252,8 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     W_bulk |Ẽ_perfect/L² − E_perfect/L²|² for the perfect L × L cell when the rows carry it
     (``weight_bulk_energy``: None → W_E; 0 → no bulk row, P1's sets exactly). Without that row the
     model's bulk energy per atom, hence its formation energies, are not determined by the data.
+    ``scale_columns`` normalises the design-matrix columns before the truncated QR (see
+    :func:`kernels.least_squares.solve_rrqr`).
     """
     A, y = _energy_force_system(rows.train, data.train, weight_energy, weight_forces)
     w_bulk = weight_energy if weight_bulk_energy is None else weight_bulk_energy
@@ -263,7 +265,7 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
                                      w_bulk)])
         A, y = np.vstack([A, A_b]), np.concatenate([y, y_b])
     t0 = time.perf_counter()
-    sol = solve_rrqr(A, y, rtol)
+    sol = solve_rrqr(A, y, rtol, scale_columns)
     fit_time = time.perf_counter() - t0
     c = sol.coeffs
     n = data.test.positions_A.shape[1]
