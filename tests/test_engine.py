@@ -134,3 +134,21 @@ def test_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert np.isnan(ds.geometry_error.sel(L=4).values).all()
     assert (np.asarray(ds.status.sel(L=5).values) == "done").all()
     assert np.isfinite(ds.geometry_error.sel(L=5).values).all()
+
+
+def test_report_on_a_real_store(clean_run, tmp_path):
+    """`sweep report` on the store of a real tiny sweep writes decodable figures and tables."""
+    import matplotlib.image
+
+    from sweep.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", str(clean_run[0]), "--out", str(out)]) == 0
+    index = (out / "index.md").read_text()
+    assert "done" in index and "4" in index
+    pngs = sorted(out.rglob("*.png"))
+    assert pngs
+    for png in pngs:
+        img = matplotlib.image.imread(png)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0
+    assert (out / "fit_quality.csv").read_text().count("\n") >= 4
