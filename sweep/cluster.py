@@ -1,18 +1,88 @@
-"""Where a sweep runs: a LocalCluster by default, or any running Dask scheduler by address.
+"""Where a sweep runs: a LocalCluster (default), any running Dask scheduler, or SLURM.
 
-Local workers are processes with one thread each (pyace holds the GIL), one per core by
-default, with BLAS pinned to one thread so that n workers use n cores.
+* **local** — a LocalCluster of processes with one thread each (pyace holds the GIL), one per
+  core by default, with BLAS pinned to one thread so that n workers use n cores.
+* **scheduler address** (``--scheduler tcp://host:8786``) — any existing Dask cluster.
+* **slurm** (``--cluster slurm``) — a :class:`dask_jobqueue.SLURMCluster` configured through
+  Dask's own config system: the ``jobqueue.slurm.*`` keys (queue, account, cores, memory,
+  walltime, interface, job directives, ...; see ``deploy/slurm/jobqueue.yaml``) and this
+  project's ``sweep.slurm.*`` keys (minimum/maximum jobs, lifetime margin and stagger);
+  command-line flags override both. Workers are adaptive between the minimum and maximum number
+  of jobs; each worker is started with ``--lifetime`` below the job's walltime and a
+  ``--lifetime-stagger`` so that workers retire gracefully (their results move to other
+  workers) before SLURM kills the job, and adaptivity submits replacements. The scheduler
+  tolerates worker loss: ``distributed.scheduler.allowed-failures`` is raised so that a task
+  whose workers die (walltime, node failure, ``scancel``) is rescheduled instead of failing with
+  ``KilledWorker``.
+
+Because a task that outlives every worker's lifetime would be rescheduled for ever, a sweep whose
+most expensive task is expected to take longer than the worker lifetime is refused before any job
+is submitted: :func:`check_point_duration` (estimate: :func:`estimate_task_seconds`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import sys
 
-__all__ = ["connect", "SINGLE_THREAD_ENV", "add_arguments", "connect_from_args"]
+__all__ = ["connect", "SINGLE_THREAD_ENV", "add_arguments", "connect_from_args",
+           "slurm_cluster", "SlurmSettings", "slurm_settings", "parse_walltime",
+           "format_seconds", "worker_lifetime", "estimate_task_seconds", "check_point_duration",
+           "PointTooLong", "cluster_provenance", "ALLOWED_FAILURES"]
 
 #: Environment of every worker process: one BLAS/OpenMP thread.
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                      "MKL_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1"}
+
+#: ``distributed.scheduler.allowed-failures`` used when the config does not raise it further:
+#: how many workers may die while running one task before that task fails with KilledWorker.
+#: Deaths from walltime/lifetime, ``scancel`` or lost nodes are not the task's fault; the
+#: kernels are deterministic, so a task that really kills its worker fails the same way anyway.
+ALLOWED_FAILURES = 10
+
+
+class PointTooLong(RuntimeError):
+    """A task of the sweep is expected to outlive the workers' lifetime."""
+
+
+# --------------------------------------------------------------------------- client helpers
+
+def _client_class():
+    from distributed import Client  # noqa: PLC0415
+
+    class _OwningClient(Client):
+        """A Client that also closes the cluster it was made for (jobs are cancelled)."""
+
+        _owned_cluster = None
+
+        def close(self, *args, **kwargs):
+            try:
+                return super().close(*args, **kwargs)
+            finally:
+                cluster, self._owned_cluster = self._owned_cluster, None
+                if cluster is not None:
+                    try:
+                        cluster.close()
+                    except Exception:  # noqa: BLE001 -- closing is best effort at exit
+                        pass
+
+    return _OwningClient
+
+
+def _own(cluster, info: dict):
+    client = _client_class()(cluster)
+    client._owned_cluster = cluster
+    client.sweep_cluster = info
+    return client
+
+
+def _raise_allowed_failures() -> None:
+    import dask  # noqa: PLC0415
+
+    if int(dask.config.get("distributed.scheduler.allowed-failures", 3)) < ALLOWED_FAILURES:
+        dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
 
 
 def connect(workers: int | None = None, scheduler: str | None = None,
@@ -27,24 +97,359 @@ def connect(workers: int | None = None, scheduler: str | None = None,
         Address of a running scheduler, e.g. ``tcp://host:8786``; then ``workers`` is ignored.
     dashboard_address : str
         Where the local cluster serves its dashboard (":0" picks a free port).
+
+    Closing the returned client also closes the LocalCluster it started.
     """
     from distributed import Client, LocalCluster  # noqa: PLC0415
 
     if scheduler:
-        return Client(scheduler)
+        client = Client(scheduler)
+        client.sweep_cluster = {"kind": "scheduler", "address": scheduler}
+        return client
+    _raise_allowed_failures()
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                            dashboard_address=dashboard_address, env=dict(SINGLE_THREAD_ENV))
-    return Client(cluster)
+    return _own(cluster, {"kind": "local", "workers": n, "threads_per_worker": 1})
 
+
+# --------------------------------------------------------------------------- time helpers
+
+def parse_walltime(text: str | int | float) -> float:
+    """Seconds of a SLURM time: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM[:SS]``;
+    also Dask-style durations (``"55m"``, ``"2h"``, ``"90s"``) and plain numbers (seconds)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", s)
+    if m:
+        days, a, b, c = m.groups()
+        parts = [int(x) for x in (a, b, c) if x is not None]
+        if days is not None:  # D-HH[:MM[:SS]]
+            parts += [0] * (3 - len(parts))
+            h, mi, se = parts
+            return float(int(days) * 86400 + h * 3600 + mi * 60 + se)
+        if len(parts) == 1:
+            return float(parts[0] * 60)  # SLURM: a bare number is minutes
+        if len(parts) == 2:
+            return float(parts[0] * 60 + parts[1])
+        return float(parts[0] * 3600 + parts[1] * 60 + parts[2])
+    from dask.utils import parse_timedelta  # noqa: PLC0415
+
+    try:
+        return float(parse_timedelta(s))
+    except (ValueError, KeyError):
+        raise ValueError(f"cannot read {text!r} as a time (use HH:MM:SS, D-HH:MM:SS or e.g. "
+                         "'55m')") from None
+
+
+def format_seconds(seconds: float) -> str:
+    """``HH:MM:SS`` (what SLURM and dask-worker both accept)."""
+    s = max(0, int(round(seconds)))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def worker_lifetime(walltime_s: float, margin_s: float | None = None,
+                    stagger_s: float | None = None) -> tuple[float, float]:
+    """``(lifetime, stagger)`` in seconds for workers of jobs with ``walltime_s``.
+
+    A worker stops somewhere in ``lifetime ± stagger``; ``lifetime + stagger + margin`` equals the
+    walltime, so even the last worker has ``margin`` seconds to hand its results over before
+    SLURM kills the job. Defaults: stagger 5 % of the walltime (at most 5 min), margin 10 % (at
+    least 1 min, at most 15 min, at most a third of the walltime).
+    """
+    if walltime_s <= 0:
+        raise ValueError(f"walltime must be positive, got {walltime_s} s")
+    if stagger_s is None:
+        stagger_s = min(0.05 * walltime_s, 300.0)
+    if margin_s is None:
+        margin_s = min(max(0.10 * walltime_s, 60.0), 900.0, walltime_s / 3)
+    lifetime = walltime_s - margin_s - stagger_s
+    if lifetime <= stagger_s or lifetime <= 0:
+        raise ValueError(f"walltime {format_seconds(walltime_s)} leaves no worker lifetime after "
+                         f"a margin of {margin_s:.0f} s and a stagger of {stagger_s:.0f} s")
+    return lifetime, stagger_s
+
+
+# --------------------------------------------------------------------------- SLURM
+
+class SlurmSettings(dict):
+    """Resolved SLURM settings (the SLURMCluster keyword arguments plus adaptivity/lifetime)."""
+
+
+def _cfg(key: str, default=None):
+    import dask  # noqa: PLC0415
+
+    return dask.config.get(key, default=default)
+
+
+def slurm_settings(*, cores=None, memory=None, processes=None, walltime=None, queue=None,
+                   account=None, interface=None, min_jobs=None, max_jobs=None,
+                   job_directives=(), lifetime=None, lifetime_stagger=None,
+                   lifetime_margin=None, log_directory=None, local_directory=None,
+                   python=None) -> SlurmSettings:
+    """Dask config (``jobqueue.slurm.*``, ``sweep.slurm.*``) overridden by the given values.
+
+    Returns the keyword arguments for :class:`dask_jobqueue.SLURMCluster` under ``"cluster"``,
+    and ``minimum_jobs``, ``maximum_jobs``, ``walltime_s``, ``lifetime_s``, ``stagger_s``.
+    """
+    def pick(value, key, default=None):
+        return value if value is not None else _cfg(key, default)
+
+    cores = pick(cores, "jobqueue.slurm.cores", 1)
+    processes = pick(processes, "jobqueue.slurm.processes", None) or cores
+    memory = pick(memory, "jobqueue.slurm.memory", None)
+    if memory is None:
+        memory = "2GB"
+    walltime = pick(walltime, "jobqueue.slurm.walltime", "00:30:00")
+    walltime_s = parse_walltime(walltime)
+    margin = pick(lifetime_margin, "sweep.slurm.lifetime-margin", None)
+    stagger = pick(lifetime_stagger, "sweep.slurm.lifetime-stagger", None)
+    life, stag = worker_lifetime(walltime_s, None if margin is None else parse_walltime(margin),
+                                 None if stagger is None else parse_walltime(stagger))
+    life_override = pick(lifetime, "sweep.slurm.lifetime", None)
+    if life_override is not None:
+        life = parse_walltime(life_override)
+        if life + stag >= walltime_s:
+            raise ValueError(f"worker lifetime {format_seconds(life)} + stagger "
+                             f"{format_seconds(stag)} must stay below the walltime "
+                             f"{format_seconds(walltime_s)}")
+    min_jobs = int(pick(min_jobs, "sweep.slurm.minimum-jobs", 0))
+    max_jobs = int(pick(max_jobs, "sweep.slurm.maximum-jobs", 4))
+    if min_jobs < 0 or max_jobs < 1 or min_jobs > max_jobs:
+        raise ValueError(f"need 0 <= min-jobs <= max-jobs and max-jobs >= 1, got min-jobs "
+                         f"{min_jobs}, max-jobs {max_jobs}")
+
+    extra_args = list(_cfg("jobqueue.slurm.worker-extra-args", []) or [])
+    if not any(str(a) == "--lifetime" or str(a).startswith("--lifetime=") for a in extra_args):
+        extra_args += ["--lifetime", f"{int(life)}s", "--lifetime-stagger", f"{int(stag)}s"]
+    else:  # the config sets its own lifetime: believe it for the duration check
+        flat = [x for a in map(str, extra_args) for x in a.split("=", 1)]
+        for a, b in zip(flat, flat[1:]):
+            if a == "--lifetime":
+                life = parse_walltime(b)
+            elif a == "--lifetime-stagger":
+                stag = parse_walltime(b)
+    prologue = list(_cfg("jobqueue.slurm.job-script-prologue", []) or [])
+    for k, v in SINGLE_THREAD_ENV.items():
+        if not any(f"{k}=" in line for line in prologue):
+            prologue.append(f"export {k}={v}")
+    directives = list(_cfg("jobqueue.slurm.job-extra-directives", []) or [])
+    directives += [d for d in job_directives if d not in directives]
+
+    kwargs = {"cores": int(cores), "processes": int(processes), "memory": memory,
+              "walltime": format_seconds(walltime_s), "worker_extra_args": extra_args,
+              "job_script_prologue": prologue, "job_extra_directives": directives}
+    for name, value in (("queue", queue), ("account", account), ("interface", interface),
+                        ("log_directory", log_directory), ("local_directory", local_directory),
+                        ("python", python)):
+        if value is not None:  # otherwise SLURMCluster reads jobqueue.slurm.* itself
+            kwargs[name] = value
+    return SlurmSettings(cluster=kwargs, minimum_jobs=min_jobs, maximum_jobs=max_jobs,
+                         walltime_s=walltime_s, lifetime_s=life, stagger_s=stag)
+
+
+def slurm_cluster(settings: SlurmSettings):
+    """Start a SLURMCluster from :func:`slurm_settings` and make it adaptive.
+
+    Returns a Client that cancels the jobs when it is closed.
+    """
+    from dask_jobqueue import SLURMCluster  # noqa: PLC0415
+
+    _raise_allowed_failures()
+    cluster = SLURMCluster(**settings["cluster"])
+    # wait_count: a worker must be idle for this many adapt intervals before it is retired, which
+    # keeps adaptivity from cycling jobs between the stages of the graph.
+    cluster.adapt(minimum_jobs=settings["minimum_jobs"], maximum_jobs=settings["maximum_jobs"],
+                  interval=_cfg("sweep.slurm.adapt-interval", "2s"),
+                  wait_count=int(_cfg("sweep.slurm.adapt-wait-count", 10)))
+    info = {"kind": "slurm", "minimum_jobs": settings["minimum_jobs"],
+            "maximum_jobs": settings["maximum_jobs"], "walltime_s": settings["walltime_s"],
+            "lifetime_s": settings["lifetime_s"], "stagger_s": settings["stagger_s"],
+            "allowed_failures": int(_cfg("distributed.scheduler.allowed-failures")),
+            "job_script": cluster.job_script()}
+    info.update({k: v for k, v in settings["cluster"].items()
+                 if k not in ("job_script_prologue",)})
+    return _own(cluster, info)
+
+
+# --------------------------------------------------------------------------- duration check
+
+#: Rough cost model (seconds per unit of work) of each stage, measured on a 2-core x86 machine
+#: with the quick spec and rounded up; override with the ``sweep.cost.<stage>`` config keys.
+#: Units: simulation — atom × relaxation step with the reference model; training — atom of the
+#: training cell × (structures + relaxation steps); design — atom × structure × basis function;
+#: fit — observation × basis² (QR), plus 10⁷ × basis for the force constants; point — atom ×
+#: step × basis function. The quick spec's tasks took ≤ 8 s each; its estimates are ≤ 12 s.
+COST_PER_UNIT = {"simulation": 5e-5, "training": 1e-4, "design": 2e-5, "fit": 1e-9,
+                 "point": 1e-6}
+#: Fixed overhead per task (imports, pyace basis construction), seconds.
+COST_OVERHEAD = {"simulation": 1.0, "training": 1.0, "design": 2.0, "fit": 1.0, "point": 1.0}
+
+
+def estimate_task_seconds(spec, point=None) -> dict:
+    """Expected duration (s) of each stage's task for the most expensive grid point of ``spec``
+    (or for ``point``, a dict of grid labels). A rough model: relaxation steps scale with the
+    linear cell size, work with atoms × basis size; good to a factor of a few, which is what the
+    lifetime check needs."""
+    p = spec.params
+    N = p["simulation"]["size"]
+    Ls = [point["L"]] if point else list(spec.grid["L"])
+    Bs = [point["basis_size"]] if point else list(spec.grid["basis_size"])
+    L, B = max(Ls), max(Bs)
+    n_struct = p["training"]["n_train"] + p["training"]["n_test"]
+    steps_sim = min(p["relax"]["max_steps"], 5 * N + 10)
+    steps_train = min(p["relax"]["max_steps"], 3 * L + 10)
+    atoms_sim, atoms_train = N * N, L * L
+
+    def cost(stage):
+        return float(_cfg(f"sweep.cost.{stage}", COST_PER_UNIT[stage]))
+
+    work = {"simulation": atoms_sim * steps_sim,
+            "training": atoms_train * (n_struct + steps_train),
+            "design": atoms_train * n_struct * B,
+            "fit": (p["training"]["n_train"] * (1 + 2 * atoms_train)) * B * B + 1e7 * B,
+            "point": atoms_sim * steps_sim * B}
+    return {s: COST_OVERHEAD[s] + cost(s) * w for s, w in work.items()}
+
+
+def _lifetime_of(client_or_seconds) -> float | None:
+    if client_or_seconds is None:
+        return None
+    if isinstance(client_or_seconds, (int, float)):
+        return float(client_or_seconds)
+    info = getattr(client_or_seconds, "sweep_cluster", None) or {}
+    if info.get("lifetime_s"):
+        return float(info["lifetime_s"])
+    try:  # any scheduler: ask the workers that are up (none known → no check)
+        lifetimes = client_or_seconds.run(lambda dask_worker: dask_worker.lifetime)
+    except Exception:  # noqa: BLE001
+        return None
+    known = [v for v in lifetimes.values() if v]
+    return float(min(known)) if known else None
+
+
+def check_point_duration(spec, client_or_lifetime, safety: float | None = None) -> dict:
+    """Refuse a sweep whose longest task is expected to outlive the workers.
+
+    Parameters
+    ----------
+    spec : Spec
+    client_or_lifetime : distributed.Client or float or None
+        The client from :func:`connect_from_args` (its SLURM worker lifetime is known), a client
+        of any cluster (the lifetimes of the workers that are up are asked), or a lifetime in
+        seconds. No lifetime (local cluster) → no check.
+    safety : float
+        Factor applied to the estimate (default: config ``sweep.duration-safety``, 2).
+
+    Returns the estimate per stage (s). Raises :class:`PointTooLong` with what to change.
+    """
+    est = estimate_task_seconds(spec)
+    lifetime = _lifetime_of(client_or_lifetime)
+    if lifetime is None:
+        return est
+    safety = float(safety if safety is not None else _cfg("sweep.duration-safety", 2.0))
+    stage = max(est, key=est.get)
+    need = safety * est[stage]
+    if need > lifetime:
+        # which grid point makes it: the largest L and basis size
+        L, B = max(spec.grid["L"]), max(spec.grid["basis_size"])
+        raise PointTooLong(
+            f"spec {spec.name!r}: the point L={L}, basis_size={B} is expected to need "
+            f"~{format_seconds(est[stage])} in its longest task ('{stage}'; "
+            f"{safety:g}× safety → {format_seconds(need)}), more than the worker lifetime of "
+            f"{format_seconds(lifetime)}; such a task would be restarted on every new worker "
+            f"and never finish. Raise --walltime (the lifetime is the walltime minus a margin "
+            f"and a stagger), or make the grid smaller; set sweep.cost.{stage} in the Dask "
+            f"config if the estimate is wrong for this machine")
+    return est
+
+
+# --------------------------------------------------------------------------- provenance
+
+def cluster_provenance(client) -> dict:
+    """Dataset attrs describing where a sweep ran: ``cluster_kind`` and ``cluster_config``."""
+    info = dict(getattr(client, "sweep_cluster", None) or {"kind": "scheduler"})
+    kind = info.pop("kind", "scheduler")
+    info.pop("job_script", None)
+    return {"cluster_kind": kind, "cluster_config": json.dumps(info, sort_keys=True, default=str)}
+
+
+# --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser) -> None:
     """Add the options that choose where a sweep runs to an argparse (sub)parser."""
+    parser.add_argument("--cluster", choices=("local", "slurm"), default=None,
+                        help="local: a LocalCluster on this machine (default); slurm: workers "
+                        "as SLURM jobs through dask-jobqueue (config: jobqueue.slurm.* and "
+                        "sweep.slurm.* in ~/.config/dask/ or $DASK_CONFIG)")
     parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
     parser.add_argument("--scheduler", help="address of a running Dask scheduler, "
                         "e.g. tcp://host:8786")
+    g = parser.add_argument_group("SLURM (--cluster slurm; flags override the Dask config)")
+    g.add_argument("--min-jobs", type=int, help="adaptive minimum of worker jobs (default 0)")
+    g.add_argument("--max-jobs", type=int, help="adaptive maximum of worker jobs (default 4)")
+    g.add_argument("--walltime", help="walltime of each worker job, HH:MM:SS or D-HH:MM:SS")
+    g.add_argument("--queue", help="partition (sbatch -p)")
+    g.add_argument("--account", help="account to charge (sbatch -A)")
+    g.add_argument("--memory", help="memory of each job, e.g. 4GB")
+    g.add_argument("--cores", type=int, help="cores of each job")
+    g.add_argument("--processes", type=int, help="worker processes per job (default: one per "
+                   "core, each with one thread; pyace holds the GIL)")
+    g.add_argument("--interface", help="network interface of scheduler and workers, e.g. ib0")
+    g.add_argument("--lifetime", help="worker lifetime (default: walltime minus margin and "
+                   "stagger)")
+    g.add_argument("--lifetime-stagger", help="spread of worker lifetimes (default 5%% of the "
+                   "walltime, at most 5 min)")
+    g.add_argument("--job-directive", action="append", default=[], metavar="DIRECTIVE",
+                   help="extra #SBATCH directive, e.g. --job-directive=--constraint=cpu "
+                   "(repeatable)")
+    g.add_argument("--log-directory", help="where worker jobs write their output")
+
+
+def _cluster_kind(args) -> str:
+    kind = getattr(args, "cluster", None)
+    if kind is None:
+        kind = _cfg("sweep.cluster", "local")
+    return kind
 
 
 def connect_from_args(args):
-    """The client the parsed command-line options ask for."""
-    return connect(args.workers, args.scheduler)
+    """The client the parsed command-line options ask for.
+
+    For ``--cluster slurm`` the duration check runs before any job is submitted: a spec whose
+    longest task would outlive the workers exits with status 2 and the reason.
+    """
+    kind = _cluster_kind(args)
+    if getattr(args, "scheduler", None):
+        return connect(scheduler=args.scheduler)
+    if kind == "local":
+        return connect(args.workers, None)
+    if kind != "slurm":
+        raise SystemExit(f"sweep: unknown cluster kind {kind!r} (local, slurm)")
+    try:
+        settings = slurm_settings(
+            cores=args.cores, memory=args.memory, processes=args.processes,
+            walltime=args.walltime, queue=args.queue, account=args.account,
+            interface=args.interface, min_jobs=args.min_jobs, max_jobs=args.max_jobs,
+            job_directives=args.job_directive, lifetime=args.lifetime,
+            lifetime_stagger=args.lifetime_stagger, log_directory=args.log_directory)
+    except ValueError as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    spec_name = getattr(args, "spec", None)
+    if spec_name:
+        from .spec import SpecError, load_spec  # noqa: PLC0415
+
+        try:
+            check_point_duration(load_spec(spec_name), settings["lifetime_s"])
+        except SpecError:
+            pass  # the CLI reports invalid specs itself
+        except PointTooLong as e:
+            print(f"sweep: refused: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+    print(f"slurm: {settings['minimum_jobs']}–{settings['maximum_jobs']} jobs, walltime "
+          f"{format_seconds(settings['walltime_s'])}, worker lifetime "
+          f"{format_seconds(settings['lifetime_s'])} ± {format_seconds(settings['stagger_s'])}",
+          file=sys.stderr)
+    return slurm_cluster(settings)
