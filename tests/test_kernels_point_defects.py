@@ -31,15 +31,15 @@ def test_seeds_give_bit_identical_sets(setup):
     assert np.std(d[..., :2]) == pytest.approx(0.03, rel=0.25)
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "precon-lbfgs"])
-def test_relaxation_reaches_fmax(setup, optimizer):
+@pytest.mark.parametrize("optimizer,fmax", [("lbfgs", 1e-7), ("precon-lbfgs", 1e-6)])
+def test_relaxation_reaches_fmax(setup, optimizer, fmax):
     model, lat, _ = setup
     from kernels.defects import point_defect_cell
 
     x0, cell, _ = point_defect_cell(8, lat.r0_A, ["vacancy"] * 2, 4)
-    r = relax(model, x0, cell, ["W"] * len(x0), 1e-7, 2000, optimizer)
+    r = relax(model, x0, cell, ["W"] * len(x0), fmax, 2000, optimizer)
     f = model.evaluate(r.positions_A, cell).forces_eV_per_A
-    assert np.linalg.norm(f, axis=1).max() <= 1e-7
+    assert np.linalg.norm(f, axis=1).max() <= fmax
     assert r.energy_eV < model.evaluate(x0, cell).energy_eV
 
 
