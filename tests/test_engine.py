@@ -92,7 +92,7 @@ def test_resume_computes_only_missing_points_with_identical_values(client, clean
 
 def test_store_of_another_spec_is_refused(client, clean_run):
     path = clean_run[0]
-    other = parse_spec(tiny_spec_text().replace("rattle_A = 0.01", "rattle_A = 0.02"))
+    other = parse_spec(tiny_spec_text().replace("rattle_A = 0.03", "rattle_A = 0.02"))
     with pytest.raises(StoreMismatch, match="rattle_A"):
         run_sweep(other, path, client, progress=False)
     assert (np.asarray(xr.open_zarr(path).status.values) == "done").all()
