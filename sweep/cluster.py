@@ -194,10 +194,18 @@ def slurm_settings(*, cores=None, memory=None, processes=None, walltime=None, qu
     and ``minimum_jobs``, ``maximum_jobs``, ``walltime_s``, ``lifetime_s``, ``stagger_s``.
     """
     def pick(value, key, default=None):
-        return value if value is not None else _cfg(key, default)
+        if value is not None:
+            return value
+        got = _cfg(key, None)  # dask-jobqueue's defaults hold explicit nulls
+        return default if got is None else got
 
+    if processes is None and cores is not None:
+        processes = cores  # --cores alone: one single-threaded worker per core
     cores = pick(cores, "jobqueue.slurm.cores", 1)
     processes = pick(processes, "jobqueue.slurm.processes", None) or cores
+    if not 1 <= int(processes) <= int(cores):
+        raise ValueError(f"need 1 <= processes <= cores per job, got processes {processes}, "
+                         f"cores {cores}")
     memory = pick(memory, "jobqueue.slurm.memory", None)
     if memory is None:
         memory = "2GB"
