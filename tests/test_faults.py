@@ -181,10 +181,12 @@ def test_second_sweep_on_the_same_store_refuses(local_client, clean_store, tiny_
                                                 tmp_path):
     path = tmp_path / "shared.zarr"
     addr = local_client.scheduler.address
-    cmd = sweep_cmd("run", str(tiny_spec_path), "--store", str(path), "--scheduler", addr,
-                    "--no-progress")
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=_env())
+    args = ("run", str(tiny_spec_path), "--store", str(path), "--no-progress")
+    # the first on its own one-worker LocalCluster (slow enough to be caught mid-sweep), the
+    # second on the running scheduler (it gets to the lock within seconds)
+    first = subprocess.Popen(sweep_cmd(*args, "--workers", "1"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=_env())
+    cmd = sweep_cmd(*args, "--scheduler", addr)
     lock = path.with_name(path.name + ".lock")
     try:
         _wait(lambda: path.exists() and lock.exists() and "pid" in lock.read_text(), 120,
