@@ -422,12 +422,31 @@ def _cluster_kind(args) -> str:
     return kind
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM (scancel, walltime of a client job, kill) into SystemExit in the main thread,
+    so that ``with`` blocks unwind: the runner cancels its futures and releases the lock, and the
+    client cancels its worker jobs. A point interrupted between its value and status writes stays
+    ``pending`` (status is the commit marker) and is recomputed by the next run."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def _handler(signum, frame):
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _handler)
+
+
 def connect_from_args(args):
     """The client the parsed command-line options ask for.
 
     For ``--cluster slurm`` the duration check runs before any job is submitted: a spec whose
-    longest task would outlive the workers exits with status 2 and the reason.
+    longest task would outlive the workers exits with status 2 and the reason. SIGTERM makes the
+    process exit cleanly (worker jobs cancelled) instead of dying on the spot.
     """
+    _exit_on_sigterm()
     kind = _cluster_kind(args)
     if getattr(args, "scheduler", None):
         return connect(scheduler=args.scheduler)

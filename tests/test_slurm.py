@@ -101,14 +101,17 @@ def test_jobqueue_yaml_configures_the_cluster_and_flags_override(tmp_path):
     assert int(dask.config.get("distributed.scheduler.allowed-failures")) >= 1
 
 
-def test_point_longer_than_worker_lifetime_is_refused_up_front(tmp_path, capsys):
+def test_point_longer_than_worker_lifetime_is_refused_up_front(tmp_path, capsys, local_client):
     paper, quick = load_spec("p1-vacancies"), load_spec("p1-vacancies-quick")
     est = sc.estimate_task_seconds(quick)
     assert set(est) == {"simulation", "training", "design", "fit", "point"}
     assert max(est.values()) < 300  # the quick spec's tasks take seconds to a minute
     assert sc.estimate_task_seconds(paper)["point"] > 10 * est["point"]
     sc.check_point_duration(quick, sc.worker_lifetime(600)[0])  # fits in 10 min jobs
-    sc.check_point_duration(paper, None)  # no lifetime (local cluster): nothing to check
+    sc.check_point_duration(paper, None)  # no lifetime: nothing to check
+    # a client: its workers have no --lifetime on a LocalCluster, so nothing to check either
+    assert sc.check_point_duration(paper, local_client) == sc.estimate_task_seconds(paper)
+    assert sc.cluster_provenance(local_client)["cluster_kind"] == "local"
     worst = f"L={max(paper.grid['L'])}, basis_size={max(paper.grid['basis_size'])}"
     with pytest.raises(sc.PointTooLong, match=rf"{worst}.*worker lifetime"):
         sc.check_point_duration(paper, sc.worker_lifetime(1800)[0])
