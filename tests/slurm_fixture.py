@@ -88,6 +88,10 @@ class Slurm:
 def slurm(tmp_path_factory):
     """A real single-node SLURM for the session (see the module docstring)."""
     reason = slurm_unavailable_reason()
+    if reason and os.environ.get("CI") == "true" and os.geteuid() == 0:
+        # CI installs what it needs (a developer's laptop is never changed behind their back).
+        subprocess.run(["bash", str(REPO / ".ci" / "install-slurm.sh")], check=False, timeout=600)
+        reason = slurm_unavailable_reason()
     if reason:
         pytest.skip(reason)
     d = tmp_path_factory.mktemp("slurm")
