@@ -21,7 +21,8 @@ def _cmd_specs(args) -> int:
 
 def _cmd_run(args) -> int:
     from .cluster import connect_from_args  # noqa: PLC0415
-    from .lock import StoreLocked  # noqa: PLC0415
+    from .cluster import PointTooLong  # noqa: PLC0415
+    from .lock import StoreLocked, store_lock  # noqa: PLC0415
     from .runner import run_sweep  # noqa: PLC0415
     from .spec import SpecError, load_spec  # noqa: PLC0415
     from .store import StoreMismatch  # noqa: PLC0415
@@ -34,12 +35,18 @@ def _cmd_run(args) -> int:
     store = Path(args.store or f"runs/{spec.name}.zarr")
     store.parent.mkdir(parents=True, exist_ok=True)
     print(f"sweep {spec.name}: {spec.n_points} points -> {store}")
+    try:
+        with store_lock(store):  # refuse a second writer before starting any cluster
+            pass
+    except StoreLocked as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return 2
     with connect_from_args(args) as client:
         print(f"dashboard: {client.dashboard_link}")
         try:
             summary = run_sweep(spec, store, client, retry_failed=args.retry_failed,
                                 max_points=args.max_points, progress=not args.no_progress)
-        except (StoreMismatch, StoreLocked) as e:
+        except (StoreMismatch, StoreLocked, PointTooLong) as e:
             print(f"sweep: {e}", file=sys.stderr)
             return 2
     print(f"done {summary.done}, failed {summary.failed}, already done {summary.skipped}, "

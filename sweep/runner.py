@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store as st
+from .cluster import check_point_duration, cluster_provenance
 from .graph import build_graph
 from .lock import store_lock
 from .spec import Spec
@@ -86,6 +87,8 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
     if not todo:
         st.update_attrs(path, run_finished_at=st._now())
         return summary
+    check_point_duration(spec, client)  # refuse points that would outlive their workers
+    st.update_attrs(path, **cluster_provenance(client))
     graph = build_graph(client, spec, todo)
     summary.stages = dict(graph.stages)
     by_key = {fut.key: pt for pt, fut in graph.points.items()}
@@ -100,7 +103,6 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
             pt = by_key[fut.key]
             if fut.status == "finished":
                 values = fut.result()
-                values.pop("_host", None)
                 st.write_point(path, pt, values)
                 summary.done += 1
             else:

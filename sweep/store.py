@@ -59,6 +59,8 @@ VARIABLES = {
     "predict_time": ("f8", "s", "time to relax the simulation cell with the fitted model and "
                      "measure its errors", np.nan),
     "relax_steps": ("i8", "1", "optimiser steps of the fitted model's relaxation", -1),
+    "worker_host": (_STR, "1", "host of the worker that relaxed the simulation cell", ""),
+    "slurm_job_id": (_STR, "1", "SLURM job id of that worker (empty outside SLURM)", ""),
     "status": (_STR, "1", "point status: pending, done or failed", "pending"),
     "error": (_STR, "1", "error message and traceback summary of a failed point", ""),
 }

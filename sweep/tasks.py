@@ -6,6 +6,7 @@ unpicklable objects it needs (pyace evaluators) inside the worker.
 
 from __future__ import annotations
 
+import os
 import socket
 
 from kernels import point_defects as pdk
@@ -83,6 +84,7 @@ def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
         "design_time": rows_time_s,
         "predict_time": p.time_s,
         "relax_steps": p.relax_steps,
-        "_host": socket.gethostname(),
+        "worker_host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
     }
 

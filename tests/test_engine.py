@@ -17,7 +17,7 @@ from sweep.spec import DIMENSIONS, parse_spec
 from sweep.store import StoreMismatch, VARIABLES
 from tests.tiny import tiny_spec, tiny_spec_text
 
-TIMINGS = ("fit_time", "design_time", "predict_time")
+TIMINGS = ("fit_time", "design_time", "predict_time", "worker_host", "slurm_job_id")
 
 
 @pytest.fixture(scope="module")
