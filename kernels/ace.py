@@ -115,11 +115,25 @@ class ACEBasis:
     """
 
     config: dict
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self):
+        return {"config": self.config}
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "config", state["config"])
+        object.__setattr__(self, "_cache", {})
+
+    def _objects(self) -> "_PyaceObjects":
+        """This basis's pyace objects, built once per instance (large supersets take seconds)."""
+        if "objs" not in self._cache:
+            self._cache["objs"] = _PyaceObjects(self.config)
+        return self._cache["objs"]
 
     @property
     def n_functions(self) -> int:
         """Realised number of basis functions (may be below the requested number)."""
-        return len(_PyaceObjects(self.config).basis.basis_coeffs)
+        return len(self._objects().basis.basis_coeffs)
 
     def design_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str],
                     force_components: int = 3) -> DesignRows:
@@ -139,7 +153,7 @@ class ACEBasis:
         """
         from ase import Atoms  # noqa: PLC0415
 
-        objs = _PyaceObjects(self.config)
+        objs = self._objects()
         positions_A = np.asarray(positions_A, float)
         S, n = positions_A.shape[:2]
         B = len(objs.basis.basis_coeffs)
