@@ -1,0 +1,95 @@
+"""Chain-rule design rows (kernels.ace_gradients) against pyace's own rows (compute_b_grad).
+
+pyace's ``projections`` / ``forces_bfuncs`` are the independent route (their forces were checked
+against finite differences, pyace-notes.md and tests/test_kernels_ace.py); here the rows built
+from pyace's radial functions and basis specifications must equal them to 1e-10 relative, on
+planar (2D) and bulk (3D) cells and several basis sizes, including the planar shortcut.
+"""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from kernels.ace import ACEBasis, ace_potential_config
+from kernels.ace_gradients import basis_tables, design_rows_chain_rule
+from kernels.lattice import triangular_cell, triangular_sites
+
+R0 = 2.7328662547
+PAPER_SUPERSET = ([15, 8, 6, 4], [0, 6, 4, 3])
+
+
+def _rows_both(basis: ACEBasis, positions, cell, k):
+    objs = basis._objects()
+    tables = basis_tables(objs.basis)
+    assert tables.n_functions == basis.n_functions
+    E, F = design_rows_chain_rule(tables, objs.basis.radial_functions, positions, cell, k)
+    ref = basis.design_rows(positions, cell, ["W"] * positions.shape[1], k)
+    return E, F, ref
+
+
+def _assert_rel(a, b, rtol=1e-10):
+    scale = np.abs(b).max()
+    assert scale > 0
+    assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
+
+
+def _planar(L, n_configs, amplitude_A, seed):
+    pos = triangular_sites(L, R0)
+    rng = np.random.default_rng(seed)
+    P = np.repeat(pos[None], n_configs, axis=0)
+    P[:, :, :2] += amplitude_A * rng.standard_normal(P[:, :, :2].shape)
+    return P, triangular_cell(L, R0)
+
+
+@pytest.mark.parametrize("n_functions", [7, 60, 400])
+def test_planar_rows_equal_pyace(n_functions):
+    basis = ACEBasis(ace_potential_config(["W"], n_functions, 4.5, *PAPER_SUPERSET))
+    P, cell = _planar(4, 2, 0.1, n_functions)
+    E, F, ref = _rows_both(basis, P, cell, 2)
+    _assert_rel(E, ref.energy)
+    _assert_rel(F, ref.forces)
+    assert np.abs(ref.forces).max(axis=(0, 1, 2)).min() > 0  # every column is tested
+
+
+def test_planar_cell_with_vacancy_and_all_components():
+    """A vacancy cell (P1's training cell) with z rows kept: the planar shortcut is not taken for
+    k = 3 and the z rows are exactly zero on both routes."""
+    basis = ACEBasis(ace_potential_config(["W"], 150, 4.5, *PAPER_SUPERSET))
+    P, cell = _planar(5, 2, 0.05, 3)
+    P = P[:, 1:]
+    E, F, ref = _rows_both(basis, P, cell, 3)
+    _assert_rel(E, ref.energy)
+    _assert_rel(F, ref.forces)
+    assert np.abs(F[:, :, 2]).max() < 1e-12 * np.abs(F).max()
+
+
+@pytest.mark.parametrize("n_functions,shape", [(40, ([12, 5, 4], [0, 3, 2])),
+                                               (300, ([10, 6, 4, 3], [0, 4, 3, 2]))])
+def test_bulk_rows_equal_pyace(n_functions, shape):
+    """3D: rattled bcc W (cubic 2×2×2, 16 atoms), every Cartesian component."""
+    atoms = bulk("W", "bcc", a=3.165, cubic=True).repeat((2, 2, 2))
+    rng = np.random.default_rng(7)
+    P = atoms.positions[None] + 0.08 * rng.standard_normal((2, len(atoms), 3))
+    basis = ACEBasis(ace_potential_config(["W"], n_functions, 4.5, *shape))
+    E, F, ref = _rows_both(basis, P, np.array(atoms.cell), 3)
+    _assert_rel(E, ref.energy)
+    _assert_rel(F, ref.forces)
+
+
+def test_force_rows_are_minus_gradient_of_energy_rows():
+    """Finite differences of the chain-rule energy rows give its force rows (independent of
+    pyace's force code)."""
+    basis = ACEBasis(ace_potential_config(["W"], 80, 4.5, *PAPER_SUPERSET))
+    objs = basis._objects()
+    tables = basis_tables(objs.basis)
+    P, cell = _planar(4, 1, 0.1, 5)
+    _, F = design_rows_chain_rule(tables, objs.basis.radial_functions, P, cell, 2)
+    h = 1e-5
+    for i, a in [(0, 0), (3, 1), (9, 0)]:
+        Pp, Pm = P.copy(), P.copy()
+        Pp[0, i, a] += h
+        Pm[0, i, a] -= h
+        Ep, _ = design_rows_chain_rule(tables, objs.basis.radial_functions, Pp, cell, 2)
+        Em, _ = design_rows_chain_rule(tables, objs.basis.radial_functions, Pm, cell, 2)
+        np.testing.assert_allclose(F[0, i, a], -(Ep[0] - Em[0]) / (2 * h),
+                                   atol=1e-6 * np.abs(F).max())
