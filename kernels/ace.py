@@ -135,8 +135,28 @@ class ACEBasis:
         """Realised number of basis functions (may be below the requested number)."""
         return len(self._objects().basis.basis_coeffs)
 
+    def function_keys(self) -> list[tuple]:
+        """One key per basis function, in column (projection) order: (rank, ns, ls, LS).
+
+        pyace's truncations of one superset share functions with equal keys, whose columns are
+        equal (tests/test_kernels_nested_basis.py); :mod:`kernels.nested_basis` maps by these.
+        """
+        bb = self._objects().basis
+        keys = []
+        for mu in range(bb.nelements):
+            keys += [(mu, 1, tuple(f.ns), tuple(f.ls), ()) for f in bb.basis_rank1[mu]]
+            keys += [(mu, f.rank, tuple(f.ns), tuple(f.ls), tuple(f.LS)) for f in bb.basis[mu]]
+        return keys
+
+    def _tables(self):
+        from .ace_gradients import basis_tables  # noqa: PLC0415
+
+        if "tables" not in self._cache:
+            self._cache["tables"] = basis_tables(self._objects().basis)
+        return self._cache["tables"]
+
     def design_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str],
-                    force_components: int = 3) -> DesignRows:
+                    force_components: int = 3, method: str = "chain_rule") -> DesignRows:
         """Energy and force rows of structures that share one cell and species list.
 
         Parameters
@@ -150,11 +170,23 @@ class ACEBasis:
         force_components : int
             Keep the first k Cartesian components of the force rows (2 for the planar lattice,
             whose z rows are exactly zero).
+        method : str
+            ``"chain_rule"`` (single species; :mod:`kernels.ace_gradients`, the same rows to
+            ~1e-14 at a cost linear in the basis size) or ``"pyace"`` (pyace's
+            ``compute_b_grad``, cost quadratic in the basis size).
         """
         from ase import Atoms  # noqa: PLC0415
 
         objs = self._objects()
         positions_A = np.asarray(positions_A, float)
+        if method == "chain_rule" and len(set(symbols)) == 1 and objs.basis.nelements == 1:
+            from .ace_gradients import design_rows_chain_rule  # noqa: PLC0415
+
+            E, F = design_rows_chain_rule(self._tables(), objs.basis.radial_functions,
+                                          positions_A, cell_A, force_components)
+            return DesignRows(E, F)
+        if method not in ("chain_rule", "pyace"):
+            raise ValueError(f"unknown method {method!r}")
         S, n = positions_A.shape[:2]
         B = len(objs.basis.basis_coeffs)
         E = np.empty((S, B))

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-__all__ = ["LstsqSolution", "solve_rrqr", "weighted_system"]
+__all__ = ["LstsqSolution", "solve_rrqr", "weighted_system", "TIE_BREAK"]
+
+#: Relative spread of the scaled column norms that breaks pivoting ties by column order; large
+#: against the error of LAPACK's downdated partial norms (≲ √ε ≈ 1.5e-8), small against any
+#: truncation decision that is not a tie.
+TIE_BREAK = 1e-6
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,12 @@ def solve_rrqr(A: np.ndarray, y: np.ndarray, rtol: float = 1e-6,
     if scale_columns:
         norms = np.linalg.norm(A, axis=0)
         norms[norms == 0] = 1.0
+        # Scaled to 1 + TIE_BREAK·(n − j)/n rather than exactly 1: otherwise every column has
+        # norm 1 up to rounding, the pivoted QR's choices among them are decided by rounding
+        # noise, and in a rank-deficient problem which columns are dropped then differs between
+        # two computations of the same system (e.g. the rows, or the R factor of stacked
+        # blocks: kernels.point_defect_slices). The ramp breaks such ties by column order.
+        norms = norms / (1.0 + TIE_BREAK * (n - np.arange(n)) / n)
         sol = solve_rrqr(A / norms, y, rtol, scale_columns=False)
         return LstsqSolution(sol.coeffs / norms, sol.rank)
     if A.shape[0] >= n:
