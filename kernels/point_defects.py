@@ -48,7 +48,7 @@ from .relax import relax
 __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observations",
            "TrainingData", "TrainingRows", "FitResult", "Prediction", "lattice_reference",
            "simulation_reference", "training_data", "design_rows", "fit", "predict",
-           "SYMBOL", "FORCE_CONSTANT_CELL", "nearest_neighbour_cutoff"]
+           "SYMBOL", "FORCE_CONSTANT_CELL", "nearest_neighbour_cutoff", "model_lattice_errors"]
 
 #: The planar lattice is made of one species; the reference is the W potential.
 SYMBOL = "W"
@@ -271,19 +271,26 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     n = data.test.positions_A.shape[1]
     e_pred = rows.test.energy @ c
     f_pred = rows.test.forces @ c
-    model = ACEModel(basis, c)
+    fc_error, bulk_error = model_lattice_errors(basis, c, lattice)
+    return FitResult(
+        coeffs=c, rank=sol.rank, n_basis=rows.n_basis, n_observations=int(A.shape[0]),
+        rmse_energy_meV_per_atom=1e3 * rmse(e_pred / n, data.test.energy_eV / n),
+        rmse_forces_eV_per_A=rmse(f_pred, data.test.forces_eV_per_A[:, :, :PLANAR]),
+        force_constant_error_percent=fc_error, fit_time_s=fit_time,
+        bulk_energy_error_meV_per_atom=bulk_error)
+
+
+def model_lattice_errors(basis: ACEBasis, coeffs: np.ndarray,
+                         lattice: LatticeReference) -> tuple[float, float]:
+    """ε_FC_hom (%) and |ẽ_bulk − e_bulk| (meV/atom) of a fitted model on the perfect lattice."""
+    model = ACEModel(basis, coeffs)
     nfc = FORCE_CONSTANT_CELL
     pos = triangular_sites(nfc, lattice.r0_A)
     cell = triangular_cell(nfc, lattice.r0_A)
     K = force_constants(model, pos, cell, [SYMBOL] * len(pos), PLANAR)
     bulk_ml = model.evaluate(pos, cell, [SYMBOL] * len(pos)).energy_eV / len(pos)
-    return FitResult(
-        coeffs=c, rank=sol.rank, n_basis=rows.n_basis, n_observations=int(A.shape[0]),
-        rmse_energy_meV_per_atom=1e3 * rmse(e_pred / n, data.test.energy_eV / n),
-        rmse_forces_eV_per_A=rmse(f_pred, data.test.forces_eV_per_A[:, :, :PLANAR]),
-        force_constant_error_percent=force_constant_error(lattice.force_constants_eV_per_A2, K),
-        fit_time_s=fit_time,
-        bulk_energy_error_meV_per_atom=1e3 * abs(bulk_ml - lattice.bulk_energy_eV_per_atom))
+    return (force_constant_error(lattice.force_constants_eV_per_A2, K),
+            1e3 * abs(bulk_ml - lattice.bulk_energy_eV_per_atom))
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
