@@ -97,8 +97,10 @@ def _blocks(basis: ACEBasis, order: np.ndarray, obs: pdk.Observations, cell_A,
         t_rows += time.perf_counter() - t0
         E = np.column_stack([r.energy[:, order] / n, obs.energy_eV[sl] / n])
         m = r.forces.shape[0] * n * k
-        F = np.column_stack([r.forces.reshape(m, -1)[:, order],
-                             obs.forces_eV_per_A[sl, :, :k].reshape(m)])
+        F = np.empty((m, len(order) + 1))
+        np.take(r.forces.reshape(m, -1), order, axis=1, out=F[:, :-1])
+        F[:, -1] = obs.forces_eV_per_A[sl, :, :k].reshape(m)
+        del r
         energy.add(E)
         forces.add(F)
     return t_rows
@@ -127,7 +129,9 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
     per_config = n * pdk.PLANAR * ncol * 8.0
     chunk = max(1, int(max_chunk_bytes // per_config))
     train = {"energy": StreamingR(ncol), "forces": StreamingR(ncol)}
-    test = {"energy": StreamingR(ncol), "forces": StreamingR(ncol)}
+    # test blocks serve residuals only: kept as rows while they fit in one chunk (no QR)
+    keep = int(max_chunk_bytes // (ncol * 8.0))
+    test = {"energy": StreamingR(ncol, keep), "forces": StreamingR(ncol, keep)}
     t_rows = _blocks(big, order, data.train, data.cell_A, chunk, train["energy"], train["forces"])
     t_rows += _blocks(big, order, data.test, data.cell_A, chunk, test["energy"], test["forces"])
     factors = {name: f.R for name, f in train.items()}

@@ -43,6 +43,7 @@ from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .force_constants import force_constant_error, force_constants
 from .lattice import triangular_cell, triangular_sites
 from .least_squares import solve_rrqr, weighted_system
+from .hessian_precon_relax import HessianPreconditioner, relax_preconditioned, sparse_hessian
 from .relax import relax
 
 __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observations",
@@ -56,6 +57,8 @@ SYMBOL = "W"
 FORCE_CONSTANT_CELL = 10
 #: Cartesian components that carry information in the planar lattice (z rows are exactly zero).
 PLANAR = 2
+#: Optimiser name of the Hessian-preconditioned relaxation of fitted models.
+HESSIAN_LBFGS = "hessian-lbfgs"
 
 
 def nearest_neighbour_cutoff(r0_A: float) -> float:
@@ -65,7 +68,11 @@ def nearest_neighbour_cutoff(r0_A: float) -> float:
 
 @dataclass(frozen=True)
 class RelaxOptions:
-    """Relaxation settings: force tolerance (eV/Å), step limit, optimiser name."""
+    """Relaxation settings: force tolerance (eV/Å), step limit, optimiser name.
+
+    ``"hessian-lbfgs"`` relaxes the fitted models with :func:`kernels.hessian_precon_relax.
+    relax_preconditioned` (the reference relaxations themselves use ``"lbfgs"``).
+    """
 
     fmax_eV_per_A: float = 1e-6
     max_steps: int = 10_000
@@ -83,7 +90,12 @@ class LatticeReference:
 
 @dataclass(frozen=True)
 class SimulationReference:
-    """The simulation cell: x₀ and ū (Å), cell (Å), reference energies (eV)."""
+    """The simulation cell: x₀ and ū (Å), cell (Å), reference energies (eV).
+
+    ``precon`` holds the reference Hessian at ū (in-plane coordinates, eV/Å²) as a
+    :class:`kernels.hessian_precon_relax.HessianPreconditioner` when the relaxation options ask
+    for ``"hessian-lbfgs"``: every fit's relaxation of this cell then starts from ū with it.
+    """
 
     positions0_A: np.ndarray
     positions_A: np.ndarray
@@ -91,6 +103,7 @@ class SimulationReference:
     energy_x0_eV: float
     energy_eV: float
     relax_steps: int
+    precon: object = None
 
 
 @dataclass(frozen=True)
@@ -177,8 +190,17 @@ def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separa
     x0, cell, _ = point_defect_cell(size, r0_A, kinds, separation)
     symbols = [SYMBOL] * len(x0)
     e0 = model.evaluate(x0, cell, symbols).energy_eV
-    r = relax(model, x0, cell, symbols, options.fmax_eV_per_A, options.max_steps, options.optimizer)
-    return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps)
+    r = relax(model, x0, cell, symbols, options.fmax_eV_per_A, options.max_steps,
+              _reference_optimizer(options))
+    precon = None
+    if options.optimizer == HESSIAN_LBFGS:
+        H = sparse_hessian(model, r.positions_A, cell, symbols, model.cutoff_A, PLANAR)
+        precon = HessianPreconditioner(H)
+    return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps, precon)
+
+
+def _reference_optimizer(options: RelaxOptions) -> str:
+    return "lbfgs" if options.optimizer == HESSIAN_LBFGS else options.optimizer
 
 
 def _rattled(model, relaxed_A, cell_A, n_configs: int, amplitude_A: float,
@@ -208,7 +230,7 @@ def training_data(model, r0_A: float, size: int, kind: str, n_train: int, n_test
     """
     x0, cell, _ = point_defect_cell(size, r0_A, [kind], size)
     r = relax(model, x0, cell, [SYMBOL] * len(x0), options.fmax_eV_per_A, options.max_steps,
-              options.optimizer)
+              _reference_optimizer(options))
     perfect = triangular_sites(size, r0_A)
     p = model.evaluate(perfect, cell, [SYMBOL] * len(perfect))
     return TrainingData(cell, r.positions_A,
@@ -308,8 +330,14 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     model = ACEModel(basis, coeffs)
     symbols = [SYMBOL] * len(sim.positions0_A)
     e0_ml = model.evaluate(sim.positions0_A, sim.cell_A, symbols).energy_eV
-    r = relax(model, sim.positions_A, sim.cell_A, symbols, options.fmax_eV_per_A,
-              options.max_steps, options.optimizer)
+    if options.optimizer == HESSIAN_LBFGS:
+        if sim.precon is None:
+            raise ValueError("hessian-lbfgs needs the simulation reference's Hessian")
+        r = relax_preconditioned(model, sim.positions_A, sim.cell_A, symbols, sim.precon,
+                                 PLANAR, options.fmax_eV_per_A, options.max_steps)
+    else:
+        r = relax(model, sim.positions_A, sim.cell_A, symbols, options.fmax_eV_per_A,
+                  options.max_steps, options.optimizer)
     n0 = FORCE_CONSTANT_CELL
     perfect = triangular_sites(n0, lattice.r0_A)
     bulk_ml = model.evaluate(perfect, triangular_cell(n0, lattice.r0_A),

@@ -24,8 +24,8 @@ def r_factor(M: np.ndarray) -> np.ndarray:
     M = np.asarray(M, float)
     if M.shape[0] <= M.shape[1]:
         return M
-    (R,) = scipy.linalg.qr(M, mode="r", overwrite_a=True, check_finite=False)
-    return R[:M.shape[1]]
+    (R,) = scipy.linalg.qr(np.asfortranarray(M), mode="r", overwrite_a=True, check_finite=False)
+    return np.ascontiguousarray(R[:M.shape[1]])
 
 
 class StreamingR:
@@ -35,11 +35,16 @@ class StreamingR:
     ----------
     n_columns : int
         Number of columns of the block (basis functions + 1 for y).
+    keep_rows : int
+        Keep up to this many rows as they are (no QR) — cheaper when the block is used only
+        for residuals and fits in memory.
     """
 
-    def __init__(self, n_columns: int):
+    def __init__(self, n_columns: int, keep_rows: int = 0):
+        self.keep_rows = int(keep_rows)
         self.n_columns = int(n_columns)
         self.n_rows = 0
+        self._factored = False
         self._R = np.zeros((0, self.n_columns))
 
     def add(self, rows: np.ndarray) -> None:
@@ -48,12 +53,20 @@ class StreamingR:
         if rows.ndim != 2 or rows.shape[1] != self.n_columns:
             raise ValueError(f"rows must be (m, {self.n_columns}), got {rows.shape}")
         self.n_rows += rows.shape[0]
-        self._R = r_factor(np.vstack([self._R, rows]))
+        k = self._R.shape[0]
+        if k + rows.shape[0] <= max(self.n_columns, self.keep_rows):
+            self._R = np.vstack([self._R, rows])
+            return
+        M = np.empty((k + rows.shape[0], self.n_columns), order="F")  # LAPACK's order: no copy
+        M[:k] = self._R
+        M[k:] = rows
+        self._R = r_factor(M)
+        self._factored = True
 
     @property
     def is_factored(self) -> bool:
-        """True once R is an upper-trapezoidal factor (more rows were added than columns)."""
-        return self.n_rows > self.n_columns
+        """True once R is an upper-trapezoidal factor, False while it holds the rows."""
+        return self._factored
 
     @property
     def R(self) -> np.ndarray:

@@ -1,22 +1,35 @@
-"""``sweep bench``: the P1 Table 2 fit benchmark (two vacancies, 2D triangular lattice).
+"""``sweep bench``: P1 Table 2 fits (two vacancies, 2D triangular lattice), fast path against the
+straightforward path and against the paper, as ratios measured in one run.
 
-For each training-cell size L and each of the table's basis sizes, build the training and test
-sets of the paper-scale spec ``p1-vacancies`` (N_train 200, N_test 50, W_E 100, W_F 1), time the
-design rows and the solve, and print #B, #observations, ε_E, ε_F, ε_FC_hom and both times next to
-the paper's figures (Julia ACE1 on the authors' machine, whose time T covers the whole fit).
-Times are single-process wall times on this machine; compare rows by ratios, not across machines.
+Sections (each prints a table; every ratio is of two times measured here, in this run, except the
+paper ratios, which divide P1 Table 2's reported time T — Julia ACE1 on the authors' machine,
+design matrix plus solve — by this machine's time):
+
+1. **Force rows** — pyace's ``compute_b_grad`` against the chain rule through the atomic basis
+   (:mod:`kernels.ace_gradients`) at ``--force-rows-basis`` functions on rattled L × L cells:
+   ms/atom of each, their ratio, and the largest relative difference of the rows.
+2. **Table 2 slices** — for each L, one pass over the training data in the table's largest basis
+   (:func:`kernels.point_defect_slices.slice_factors`), then every basis size of the table from
+   it (:func:`~kernels.point_defect_slices.fit_from_factors`). A fit's time is charged the
+   *whole* pass plus its own solve (t_fit = t_pass + t_solve), so "paper T / t_fit" is a lower
+   bound of the speed-up; "paper ΣT / t_slice" compares the whole slice.
+3. **Straightforward path** — pyace rows of each basis + :func:`kernels.point_defects.fit`, on the
+   slices and basis sizes given by ``--check-L`` and ``--check-max-basis``: the time ratio and the
+   largest differences of coefficients (relative to the largest coefficient) and RMSEs.
+4. **Relaxation** — one fitted model relaxing an N × N cell with two vacancies from the
+   reference equilibrium ū: force evaluations and time of ase's L-BFGS and of the
+   Hessian-preconditioned L-BFGS (:mod:`kernels.hessian_precon_relax`; Hessian time shown
+   separately — it is paid once per simulation cell, for every fit).
+
+Times are wall times of one process (BLAS threads: ``OPENBLAS_NUM_THREADS``, default 2 here:
+the fast path's QR is the one place where two cores help).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import time
-
-from kernels import point_defects as pdk
-
-from . import tasks
-from .graph import training_seeds
-from .spec import load_spec
 
 __all__ = ["PAPER_TABLE2", "main_bench"]
 
@@ -40,39 +53,193 @@ PAPER_TABLE2 = {
 }
 
 
-def main_bench(Ls, basis_sizes=None, n_train: int = 200, n_test: int = 50,
-               spec_name: str = "p1-vacancies") -> int:
-    """Print the benchmark table; returns 0."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    spec = load_spec(spec_name)
+def _peak_rss_MB() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _bench_force_rows(ace: dict, r0_A: float, n_functions: int, L: int, n_configs: int,
+                      rattle_A: float) -> None:
+    import numpy as np  # noqa: PLC0415
+
+    from kernels.lattice import triangular_cell, triangular_sites  # noqa: PLC0415
+
+    from . import tasks  # noqa: PLC0415
+
+    basis = tasks.basis_for(ace, n_functions)
+    pos = triangular_sites(L, r0_A)
+    rng = np.random.default_rng(0)
+    P = np.repeat(pos[None], n_configs, axis=0)
+    P[:, :, :2] += rattle_A * rng.standard_normal(P[:, :, :2].shape)
+    cell, sym = triangular_cell(L, r0_A), ["W"] * len(pos)
+    basis.design_rows(P[:1], cell, sym, 2)  # compile (numba cache) and build tables
+    t0 = time.perf_counter()
+    fast = basis.design_rows(P, cell, sym, 2)
+    t_fast = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref = basis.design_rows(P, cell, sym, 2, method="pyace")
+    t_ref = time.perf_counter() - t0
+    n_atoms = P.shape[0] * P.shape[1]
+    d_f = np.abs(fast.forces - ref.forces).max() / np.abs(ref.forces).max()
+    d_e = np.abs(fast.energy - ref.energy).max() / np.abs(ref.energy).max()
+    print(f"\n1. Force rows: {basis.n_functions} functions, {n_configs} rattled {L}×{L} cells "
+          f"({n_atoms} atoms)")
+    print(f"   pyace compute_b_grad {1e3 * t_ref / n_atoms:8.2f} ms/atom | chain rule "
+          f"{1e3 * t_fast / n_atoms:6.3f} ms/atom | ratio {t_ref / t_fast:6.1f}× | "
+          f"max rel diff forces {d_f:.1e}, energies {d_e:.1e}", flush=True)
+
+
+def _bench_slices(spec, lat, Ls, n_train, n_test, basis_sizes, w):
+    from kernels.point_defect_slices import fit_from_factors, slice_factors  # noqa: PLC0415
+
+    from . import tasks  # noqa: PLC0415
+    from .experiments.p1_point_defects import training_seeds  # noqa: PLC0415
+
     p = spec.params
-    ref = p["reference"]["model"]
-    w = spec.weights["WE100-WF1"]
-    lat = tasks.lattice(ref)
-    print(f"P1 Table 2 benchmark: spec {spec_name}, N_train {n_train}, N_test {n_test}, "
-          f"W_E {w['energy']:g}, W_F {w['forces']:g}, r0 = {lat.r0_A:.4f} Å")
-    head = (f"{'L':>3} {'#B req':>6} {'#B':>5} {'rank':>5} {'#obs':>6} {'eE meV/at':>9} "
-            f"{'eF eV/Å':>8} {'eFC %':>6} {'t_rows s':>8} {'t_solve s':>9} | "
-            f"{'paper #B':>8} {'#O':>6} {'eE':>6} {'eF':>6} {'eFC':>5} {'T s':>6}")
+    print(f"\n2. Table 2 slices (one pass per L; t_fit = t_pass + t_solve)")
+    head = (f"{'L':>3} {'#B':>5} {'rank':>5} {'#obs':>6} {'eE meV/at':>9} {'eF eV/Å':>8} "
+            f"{'eFC %':>6} {'t_fit s':>8} {'t_solve':>7} | {'paper eE':>8} {'eF':>6} "
+            f"{'eFC':>5} {'T s':>6} {'T/t_fit':>7}")
     print(head)
     print("-" * len(head))
+    results = {}
     for L in Ls:
-        n_obs_paper, rows = PAPER_TABLE2.get(L, (0, []))
-        sizes = basis_sizes or [r[0] for r in rows]
-        seeds = training_seeds(spec, "vacancy", L)
-        params = dict(p["training"], n_train=n_train, n_test=n_test)
-        data = tasks.training(ref, lat, L, "vacancy", params, *seeds, p["relax"])
-        for B in sizes:
-            basis = tasks.basis_for(p["ace"], B)
+        _, paper_rows = PAPER_TABLE2.get(L, (0, []))
+        sizes = sorted(basis_sizes or [r[0] for r in paper_rows])
+        data = tasks.training(p["reference"]["model"], lat, L, "vacancy",
+                              dict(p["training"], n_train=n_train, n_test=n_test),
+                              *training_seeds(spec, "vacancy", L), p["relax"])
+        bases = [tasks.basis_for(p["ace"], B) for B in sizes]
+        for b in bases:
+            b.function_keys()  # build the pyace objects outside the timed pass
+        factors = slice_factors(bases, data)
+        t_slice = factors.time_s
+        for i, (B, basis) in enumerate(zip(sizes, bases)):
             t0 = time.perf_counter()
-            design = pdk.design_rows(basis, data)
-            t_rows = time.perf_counter() - t0
-            f = pdk.fit(basis, design, data, lat, w["energy"], w["forces"], p["fit"]["rtol"])
-            paper = next((r for r in rows if r[0] == B), None)
-            ptxt = (f"{paper[0]:>8} {n_obs_paper:>6} {paper[1]:>6.3f} {paper[2]:>6.3f} "
-                    f"{paper[3]:>5.1f} {paper[4]:>6.1f}") if paper else f"{'—':>8}"
-            print(f"{L:>3} {B:>6} {f.n_basis:>5} {f.rank:>5} {f.n_observations:>6} "
+            f = fit_from_factors(factors, i, basis, lat, w["energy"], w["forces"],
+                                 p["fit"]["rtol"])
+            t_extra = time.perf_counter() - t0
+            t_slice += t_extra
+            t_fit = factors.time_s + f.fit_time_s
+            results[(L, B)] = (f, basis, data, t_fit)
+            paper = next((r for r in paper_rows if r[0] == B), None)
+            ptxt = (f"{paper[1]:>8.3f} {paper[2]:>6.3f} {paper[3]:>5.1f} {paper[4]:>6.1f} "
+                    f"{paper[4] / t_fit:>6.1f}×") if paper else f"{'—':>8}"
+            print(f"{L:>3} {f.n_basis:>5} {f.rank:>5} {f.n_observations:>6} "
                   f"{f.rmse_energy_meV_per_atom:>9.4f} {f.rmse_forces_eV_per_A:>8.4f} "
-                  f"{f.force_constant_error_percent:>6.2f} {t_rows:>8.1f} {f.fit_time_s:>9.2f} | "
+                  f"{f.force_constant_error_percent:>6.2f} {t_fit:>8.1f} {f.fit_time_s:>7.2f} | "
                   f"{ptxt}", flush=True)
+        paper_total = sum(r[4] for r in paper_rows if r[0] in sizes)
+        ratio = f", paper ΣT {paper_total:.0f} s → {paper_total / t_slice:.1f}×" \
+            if paper_total else ""
+        print(f"    L = {L}: pass {factors.time_s:.1f} s (rows {factors.time_rows_s:.1f} s, "
+              f"factors {factors.time_s - factors.time_rows_s:.1f} s); whole slice incl. "
+              f"ε_FC/bulk checks {t_slice:.1f} s{ratio}; peak RSS {_peak_rss_MB():.0f} MB",
+              flush=True)
+    return results
+
+
+def _bench_straightforward(results, lat, w, rtol, check_L, check_max_basis):
+    import numpy as np  # noqa: PLC0415
+
+    from kernels import point_defects as pdk  # noqa: PLC0415
+
+    print(f"\n3. Straightforward path (pyace rows of each basis + pivoted QR) on the same data")
+    head = (f"{'L':>3} {'#B':>5} {'t_straight s':>12} {'t_fit s':>8} {'ratio':>7} "
+            f"{'max|Δc|/max|c|':>15} {'ΔeE rel':>8} {'ΔeF rel':>8} {'rank':>9}")
+    print(head)
+    print("-" * len(head))
+    for (L, B), (fast, basis, data, t_fit) in results.items():
+        if L not in check_L or B > check_max_basis:
+            continue
+        t0 = time.perf_counter()
+        n = data.train.positions_A.shape[1]
+        sym = [pdk.SYMBOL] * n
+        rows = [basis.design_rows(o.positions_A, data.cell_A, sym, 2, method="pyace")
+                for o in (data.train, data.test)]
+        perfect = basis.design_rows(data.perfect.positions_A, data.cell_A, sym[:1] * len(
+            data.perfect.positions_A[0]), 2, method="pyace")
+        tr = pdk.TrainingRows(rows[0], rows[1], rows[0].energy.shape[1], 0.0, perfect)
+        ref = pdk.fit(basis, tr, data, lat, w["energy"], w["forces"], rtol)
+        t_ref = time.perf_counter() - t0
+        dc = np.abs(fast.coeffs - ref.coeffs).max() / np.abs(ref.coeffs).max()
+        de = abs(fast.rmse_energy_meV_per_atom / ref.rmse_energy_meV_per_atom - 1)
+        df = abs(fast.rmse_forces_eV_per_A / ref.rmse_forces_eV_per_A - 1)
+        print(f"{L:>3} {B:>5} {t_ref:>12.1f} {t_fit:>8.1f} {t_ref / t_fit:>6.1f}× {dc:>15.1e} "
+              f"{de:>8.1e} {df:>8.1e} {fast.rank:>4}/{ref.rank:<4}", flush=True)
+
+
+def _bench_relax(spec, lat, fitted, size, L):
+    import numpy as np  # noqa: PLC0415
+
+    from kernels import point_defects as pdk  # noqa: PLC0415
+    from kernels.ace import ACEModel  # noqa: PLC0415
+    from kernels.hessian_precon_relax import (HessianPreconditioner,  # noqa: PLC0415
+                                              relax_preconditioned, sparse_hessian)
+    from kernels.relax import relax  # noqa: PLC0415
+
+    from . import tasks  # noqa: PLC0415
+
+    p = spec.params
+    f, basis, _, _ = fitted
+    ref_model = tasks.REFERENCE_MODELS[p["reference"]["model"]]()
+    opts = pdk.RelaxOptions(p["relax"]["fmax_eV_per_A"], p["relax"]["max_steps"], "lbfgs")
+    sim = pdk.simulation_reference(ref_model, lat.r0_A, size, ["vacancy"] * 2, L, opts)
+    sym = [pdk.SYMBOL] * len(sim.positions_A)
+    t0 = time.perf_counter()
+    H = sparse_hessian(ref_model, sim.positions_A, sim.cell_A, sym, ref_model.cutoff_A, 2)
+    precon = HessianPreconditioner(H)
+    precon.solve(np.zeros(H.shape[0]))
+    t_h = time.perf_counter() - t0
+    model = ACEModel(basis, f.coeffs)
+    model.evaluate(sim.positions_A, sim.cell_A, sym)  # build the calculator outside the timing
+    fmax = opts.fmax_eV_per_A
+    t0 = time.perf_counter()
+    plain = relax(model, sim.positions_A, sim.cell_A, sym, fmax, opts.max_steps, "lbfgs")
+    t_plain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fast = relax_preconditioned(model, sim.positions_A, sim.cell_A, sym, precon, 2, fmax,
+                                opts.max_steps)
+    t_fast = time.perf_counter() - t0
+    d = fast.positions_A - plain.positions_A
+    d -= d.mean(axis=0)
+    print(f"\n4. Relaxation of a {size}×{size} cell (two vacancies, L_D = {L}) with the fitted "
+          f"model (L = {L}, #B = {f.n_basis}) from ū to fmax {fmax:g} eV/Å")
+    print(f"   ase L-BFGS: {plain.n_force_calls} force evaluations, {t_plain:.1f} s | "
+          f"Hessian-preconditioned: {fast.n_force_calls} evaluations, {t_fast:.1f} s "
+          f"(+ reference Hessian {t_h:.1f} s once per cell) | "
+          f"{plain.n_force_calls / fast.n_force_calls:.1f}× fewer evaluations | "
+          f"max |Δx| {np.abs(d).max():.1e} Å", flush=True)
+
+
+def main_bench(Ls, basis_sizes=None, n_train: int = 200, n_test: int = 50,
+               spec_name: str = "p1-vacancies", check_L=(4,), check_max_basis: int = 383,
+               force_rows_basis: int = 2000, relax_size: int = 20, paper_scale: bool = False
+               ) -> int:
+    """Print the benchmark tables; returns 0.
+
+    ``paper_scale`` runs every L of P1 Table 2, checks the straightforward path on L = 4 up to
+    1119 functions and relaxes on the spec's 60 × 60 cell.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+    from . import tasks  # noqa: PLC0415
+    from .spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(spec_name)
+    p = spec.params
+    if paper_scale:
+        Ls, check_max_basis = sorted(PAPER_TABLE2), max(check_max_basis, 1119)
+        relax_size = p["simulation"]["size"]
+    w = spec.weights["WE100-WF1"]
+    lat = tasks.lattice(p["reference"]["model"])
+    print(f"P1 Table 2 benchmark: spec {spec_name}, N_train {n_train}, N_test {n_test}, "
+          f"W_E {w['energy']:g}, W_F {w['forces']:g}, r0 = {lat.r0_A:.4f} Å, "
+          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
+          f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
+    _bench_force_rows(p["ace"], lat.r0_A, force_rows_basis, 8, 2, p["training"]["rattle_A"])
+    results = _bench_slices(spec, lat, Ls, n_train, n_test, basis_sizes, w)
+    _bench_straightforward(results, lat, w, p["fit"]["rtol"], set(check_L), check_max_basis)
+    L_relax = max(L for L in Ls if 2 * L <= relax_size)
+    B_relax = max(B for (L, B) in results if L == L_relax)
+    _bench_relax(spec, lat, results[(L_relax, B_relax)], relax_size, L_relax)
+    print(f"\npeak RSS of this process {_peak_rss_MB():.0f} MB; load {os.getloadavg()[0]:.1f}")
     return 0

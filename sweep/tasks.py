@@ -12,9 +12,10 @@ import socket
 from kernels import point_defects as pdk
 from kernels.ace import ACEBasis, ace_potential_config
 from kernels.finnis_sinclair import wang2014_tungsten
+from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_factors
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
-           "basis_for"]
+           "basis_for", "design_slice", "fit_slice"]
 
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten}
@@ -63,6 +64,36 @@ def fit(ace: dict, basis_size: int, rows: pdk.TrainingRows, data: pdk.TrainingDa
     (s), so that points need not fetch the design rows themselves."""
     return pdk.fit(basis_for(ace, basis_size), rows, data, lat, weights["energy"],
                    weights["forces"], fit_params["rtol"]), rows.time_s
+
+
+#: Default bound (MB) on one chunk of design rows in :func:`design_slice`; set another with the
+#: Dask config key ``sweep.design.max_chunk_MB`` (env ``DASK_SWEEP__DESIGN__MAX_CHUNK_MB``).
+#: Not a spec field: it changes no value beyond rounding, so it stays out of the fingerprint.
+DESIGN_CHUNK_MB = 256.0
+
+
+def design_slice(ace: dict, basis_sizes: list[int], data: pdk.TrainingData
+                 ) -> SliceFactors:
+    """One pass over a training cell's data for every basis size of a slice: R factors of the
+    observation blocks in the largest basis (:func:`kernels.point_defect_slices.slice_factors`).
+    """
+    import dask.config  # noqa: PLC0415
+
+    sizes = sorted(set(int(b) for b in basis_sizes))
+    chunk_MB = float(dask.config.get("sweep.design.max_chunk_MB", DESIGN_CHUNK_MB))
+    return slice_factors([basis_for(ace, b) for b in sizes], data, chunk_MB * 1e6)
+
+
+def fit_slice(ace: dict, basis_sizes: list[int], basis_size: int, factors: SliceFactors,
+              lat: pdk.LatticeReference, weights: dict, fit_params: dict,
+              observations: str = "E+F") -> tuple[pdk.FitResult, float]:
+    """One fit of a slice from its factors (same result as :func:`fit` on the basis's own rows)
+    and the pass's time (s)."""
+    sizes = sorted(set(int(b) for b in basis_sizes))
+    f = fit_from_factors(factors, sizes.index(int(basis_size)), basis_for(ace, basis_size), lat,
+                         weights["energy"], weights["forces"], fit_params["rtol"],
+                         observations=observations)
+    return f, factors.time_s
 
 
 def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],

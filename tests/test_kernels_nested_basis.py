@@ -111,3 +111,17 @@ def test_rank_deficient_prefix_solutions_agree_with_direct(bases):
             np.testing.assert_allclose(prefix.coeffs, direct.coeffs, rtol=0,
                                        atol=1e-8 * np.abs(direct.coeffs).max())
     assert n_deficient >= 8
+
+
+def test_streaming_r_keeps_rows_up_to_its_limit():
+    rng = np.random.default_rng(2)
+    M = rng.standard_normal((90, 10))
+    s = StreamingR(10, keep_rows=100)
+    s.add(M[:50])
+    s.add(M[50:])
+    assert not s.is_factored
+    np.testing.assert_array_equal(s.R, M)
+    s.add(M[:20])
+    assert s.is_factored and s.R.shape == (10, 10)
+    full = np.vstack([M, M[:20]])
+    np.testing.assert_allclose(s.R.T @ s.R, full.T @ full, rtol=1e-10, atol=1e-10)

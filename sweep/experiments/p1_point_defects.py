@@ -8,11 +8,16 @@ task                        one per                                      feeds
 ==========================  ===========================================  =====================
 ``lattice``                 sweep (r0, bulk energy, force constants)     everything
 ``simulation``              (defect, n_defects, L)                       points
-``training``                (defect, L)                                  design rows, fits
-``design``                  (defect, L, basis_size)                      fits
+``training``                (defect, L)                                  design, fits
+``design``                  (defect, L): one pass, all basis sizes       fits
 ``fit``                     (defect, L, basis_size, weights, observ.)    points
 ``point``                   grid point (fit × simulation cell)           the store
 ==========================  ===========================================  =====================
+
+The ``design`` stage builds the rows of the slice's largest basis once and keeps only the R
+factors of its observation blocks; each ``fit`` solves its basis size, weight set and
+observation set from them (:mod:`kernels.point_defect_slices`; same results as fitting each
+basis's own rows).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ ALLOWED = {
     "observations": ("E+F",),
     "reference.model": tuple(tasks.REFERENCE_MODELS),
     "fit.solver": ("rrqr",),
-    "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire"),
+    "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire", "hessian-lbfgs"),
     "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
 }
 
@@ -79,9 +84,10 @@ def build(submit, spec, todo):
         seeds = training_seeds(spec, defect, L)
         data = submit("training", (defect, L), tasks.training, ref, lat, L, defect,
                       p["training"], *seeds, p["relax"])
-        rows = submit("design", (defect, L, B), tasks.design, p["ace"], B, data)
-        fitted = submit("fit", (defect, L, B, w, obs), tasks.fit, p["ace"], B, rows, data, lat,
-                        spec.weights[w], p["fit"])
+        sizes = sorted(set(spec.grid["basis_size"]))
+        rows = submit("design", (defect, L), tasks.design_slice, p["ace"], sizes, data)
+        fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_slice, p["ace"], sizes, B, rows,
+                        lat, spec.weights[w], p["fit"], obs)
         points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point, p["ace"], B,
                                fitted, sim, lat, p["relax"])
         parents[point] = (fitted, rows, data, sim)
