@@ -56,3 +56,27 @@ def test_preconditioned_relaxation_reaches_the_lbfgs_minimum(cell_and_reference)
     assert np.abs(d).max() < 1e-5
     assert fast.energy_eV == pytest.approx(plain.energy_eV, abs=1e-9 * abs(plain.energy_eV))
     assert fast.n_force_calls < plain.n_force_calls
+
+
+def test_predict_with_hessian_lbfgs_equals_lbfgs():
+    """The point-defect stages with optimizer "hessian-lbfgs": the simulation reference carries
+    the preconditioner, and a fitted ACE model's errors equal those of the plain L-BFGS."""
+    from kernels.ace import ACEBasis, ace_potential_config
+
+    ref = wang2014_tungsten()
+    lat = pd.lattice_reference(ref)
+    plain_opts = pd.RelaxOptions(1e-6, 5000, "lbfgs")
+    hess_opts = pd.RelaxOptions(1e-6, 5000, "hessian-lbfgs")
+    data = pd.training_data(ref, lat.r0_A, 4, "vacancy", 6, 2, 0.03, 11, 12, hess_opts)
+    basis = ACEBasis(ace_potential_config(["W"], 30, 4.5, [10, 4, 3], [0, 3, 2]))
+    fit = pd.fit(basis, pd.design_rows(basis, data), data, lat, 100.0, 1.0)
+    sim_h = pd.simulation_reference(ref, lat.r0_A, 12, ["vacancy"] * 2, 6, hess_opts)
+    sim_p = pd.simulation_reference(ref, lat.r0_A, 12, ["vacancy"] * 2, 6, plain_opts)
+    assert sim_h.precon is not None and sim_p.precon is None
+    np.testing.assert_array_equal(sim_h.positions_A, sim_p.positions_A)
+    a = pd.predict(basis, fit.coeffs, sim_h, lat, hess_opts)
+    b = pd.predict(basis, fit.coeffs, sim_p, lat, plain_opts)
+    assert a.geometry_error_A > 1e-3
+    assert a.geometry_error_A == pytest.approx(b.geometry_error_A, rel=1e-4)
+    assert a.energy_error_eV == pytest.approx(b.energy_error_eV, rel=1e-6, abs=1e-9)
+    assert a.relax_steps < b.relax_steps
