@@ -242,8 +242,12 @@ def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, ra
     maxslots = 1
     for f in range(F2):
         maxslots = max(maxslots, slot_ptr[f + 1] - slot_ptr[f])
-    W = np.zeros(maxslots, np.complex128)
+    Wr = np.zeros(maxslots)
+    Wi = np.zeros(maxslots)
+    fre = np.where(comb_sign == 0, 1.0, comb_sign.astype(np.float64))
+    fim = np.where(comb_sign == 0, 1.0, -comb_sign.astype(np.float64))
     fwd = np.zeros(comb_a.shape[1] + 1, np.complex128)
+    dd = np.zeros(max(comb_a.shape[1], 2), np.complex128)
     bwd = np.zeros(comb_a.shape[1] + 1, np.complex128)
     start = 0
     while start < npairs:
@@ -253,7 +257,9 @@ def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, ra
             stop += 1
         nn = stop - start
         # dA[p, a(m>=0), c] = R' Y r̂ + R ∇Y / r ; dA1[p, n, c] = g' Y00 r̂
-        dA = np.zeros((nA, nn, ncomp), np.complex128)
+        nqc = nn * ncomp
+        dAr = np.zeros((nA, nqc))  # real and imaginary parts, contiguous over (pair, component)
+        dAi = np.zeros((nA, nqc))
         dA1 = np.zeros((nn, nradbase, ncomp))
         A[:] = 0.0
         A1[:] = 0.0
@@ -277,61 +283,82 @@ def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, ra
                         a = n * nlm + k
                         A[a] += R * Yp[k]
                         for c in range(ncomp):
-                            dA[a, q, c] = DR * Yp[k] * rhat[c] + Rr * DYp[k, c]
+                            z = DR * Yp[k] * rhat[c] + Rr * DYp[k, c]
+                            dAr[a, q * ncomp + c] = z.real
+                            dAi[a, q * ncomp + c] = z.imag
         for n in range(nradmax):
             for l in range(1, lmax + 1):
                 for m in range(1, l + 1):
                     s = 1.0 if m % 2 == 0 else -1.0
                     A[n * nlm + l * l + l - m] = s * np.conj(A[n * nlm + l * l + l + m])
-        # G[f, q, c] = ∂B_f(atom i)/∂r_ij (component c) of pair q
-        G = np.zeros((B, nn, ncomp))
+        # G[f, q·ncomp + c] = ∂B_f(atom i)/∂r_ij (component c) of pair q
+        G = np.zeros((B, nqc))
         for f in range(F1):
             n = rank1_n[f]
             E[f] += A1[n]
             for q in range(nn):
                 for c in range(ncomp):
-                    G[f, q, c] = dA1[q, n, c]
+                    G[f, q * ncomp + c] = dA1[q, n, c]
         for f in range(F2):
             s0 = slot_ptr[f]
             ns = slot_ptr[f + 1] - s0
-            W[:ns] = 0.0
+            Wr[:ns] = 0.0
+            Wi[:ns] = 0.0
             Bval = 0.0
             for ci in range(comb_ptr[f], comb_ptr[f + 1]):
                 rank = comb_rank[ci]
                 cg = comb_cg[ci]
-                fwd[0] = 1.0
+                # dB/dA_t = cg · Π_{u≠t} A_u (ranks 2–3 written out; the general case by
+                # forward and backward partial products)
+                a0 = A[comb_a[ci, 0]]
+                a1 = A[comb_a[ci, 1]]
+                if rank == 2:
+                    Bval += cg * (a0 * a1).real
+                    d0 = cg * a1
+                    d1 = cg * a0
+                    dd[0] = d0
+                    dd[1] = d1
+                elif rank == 3:
+                    a2 = A[comb_a[ci, 2]]
+                    a01 = a0 * a1
+                    Bval += cg * (a01 * a2).real
+                    dd[0] = cg * (a1 * a2)
+                    dd[1] = cg * (a0 * a2)
+                    dd[2] = cg * a01
+                else:
+                    fwd[0] = 1.0
+                    for t in range(rank):
+                        fwd[t + 1] = fwd[t] * A[comb_a[ci, t]]
+                    Bval += cg * fwd[rank].real
+                    bwd[rank - 1] = 1.0
+                    for t in range(rank - 1, 0, -1):
+                        bwd[t - 1] = bwd[t] * A[comb_a[ci, t]]
+                    for t in range(rank):
+                        dd[t] = cg * fwd[t] * bwd[t]
                 for t in range(rank):
-                    fwd[t + 1] = fwd[t] * A[comb_a[ci, t]]
-                Bval += cg * fwd[rank].real
-                bwd[rank - 1] = 1.0
-                for t in range(rank - 1, 0, -1):
-                    bwd[t - 1] = bwd[t] * A[comb_a[ci, t]]
-                for t in range(rank):
-                    d = cg * fwd[t] * bwd[t]
-                    sg = comb_sign[ci, t]
-                    if sg == 0:
-                        W[comb_slot[ci, t]] += d
-                    else:
-                        W[comb_slot[ci, t]] += sg * np.conj(d)
+                    # m ≥ 0: W += d; m < 0: W += (−1)^m conj(d) — branch-free by the factors
+                    sl = comb_slot[ci, t]
+                    Wr[sl] += fre[ci, t] * dd[t].real
+                    Wi[sl] += fim[ci, t] * dd[t].imag
             fc = F1 + f
             E[fc] += Bval
             for sl in range(ns):
-                w = W[sl]
-                if w == 0:
+                wr, wi = Wr[sl], Wi[sl]
+                if wr == 0 and wi == 0:
                     continue
                 a = slot_a[s0 + sl]
-                wr, wi = w.real, w.imag
-                for q in range(nn):
-                    for c in range(ncomp):
-                        z = dA[a, q, c]
-                        G[fc, q, c] += wr * z.real - wi * z.imag
+                for x in range(nqc):
+                    G[fc, x] += wr * dAr[a, x] - wi * dAi[a, x]
+        GT = np.ascontiguousarray(G.T)
         for q in range(nn):
             j = pair_j[start + q]
             for c in range(ncomp):
+                row = GT[q * ncomp + c]
+                Fj = F[j, c]
+                Fi = F[i, c]
                 for f in range(B):
-                    g = G[f, q, c]
-                    F[j, c, f] -= g
-                    F[i, c, f] += g
+                    Fj[f] -= row[f]
+                    Fi[f] += row[f]
         start = stop
 
 
