@@ -24,7 +24,7 @@ Units: Å; energy rows in eV per unit coefficient, force rows in eV/Å per unit 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -83,6 +83,7 @@ class BasisTables:
     slot_ptr: np.ndarray
     slot_a: np.ndarray
     cutoff_A: float
+    _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_functions(self) -> int:
@@ -95,8 +96,14 @@ class BasisTables:
         When every neighbour vector has z = 0 exactly, Y_lm with l + m odd is exactly 0
         (odd in z; ace-evaluator's recursion then yields 0.0) and so are its in-plane
         derivatives: a combination with such a factor adds nothing to B or to the x, y force
-        rows. Dropping them changes the results only by the order of summation.
+        rows. Dropping them changes the results only by the order of summation. Computed once
+        per instance.
         """
+        if "planar" not in self._derived:
+            self._derived["planar"] = self._planar()
+        return self._derived["planar"]
+
+    def _planar(self) -> "BasisTables":
         nlm = (self.lmax + 1) ** 2
         k = self.comb_a % nlm
         l = np.floor(np.sqrt(k) + 1e-9).astype(np.int64)
