@@ -143,12 +143,20 @@ class ACEBasis:
         pyace's truncations of one superset share functions with equal keys, whose columns are
         equal (tests/test_kernels_nested_basis.py); :mod:`kernels.nested_basis` maps by these.
         """
-        bb = self._objects().basis
-        keys = []
-        for mu in range(bb.nelements):
-            keys += [(mu, 1, tuple(f.ns), tuple(f.ls), ()) for f in bb.basis_rank1[mu]]
-            keys += [(mu, f.rank, tuple(f.ns), tuple(f.ls), tuple(f.LS)) for f in bb.basis[mu]]
-        return keys
+        if "keys" not in self._cache:
+            bb = self._objects().basis
+            keys = []
+            for mu in range(bb.nelements):
+                keys += [(mu, 1, tuple(f.ns), tuple(f.ls), ()) for f in bb.basis_rank1[mu]]
+                keys += [(mu, f.rank, tuple(f.ns), tuple(f.ls), tuple(f.LS))
+                         for f in bb.basis[mu]]
+            self._cache["keys"] = keys
+        return list(self._cache["keys"])
+
+    def release(self) -> None:
+        """Drop this instance's pyace objects (rebuilt on next use); cached keys are kept."""
+        self._cache.pop("objs", None)
+        self._cache.pop("tables", None)
 
     def _tables(self):
         from .ace_gradients import basis_tables  # noqa: PLC0415

@@ -81,7 +81,11 @@ def design_slice(ace: dict, basis_sizes: list[int], data: pdk.TrainingData
 
     sizes = sorted(set(int(b) for b in basis_sizes))
     chunk_MB = float(dask.config.get("sweep.design.max_chunk_MB", DESIGN_CHUNK_MB))
-    return slice_factors([basis_for(ace, b) for b in sizes], data, chunk_MB * 1e6)
+    bases = [basis_for(ace, b) for b in sizes]
+    for b in bases[:-1]:  # only their function keys are needed: free their pyace objects
+        b.function_keys()
+        b.release()
+    return slice_factors(bases, data, chunk_MB * 1e6)
 
 
 def fit_slice(ace: dict, basis_sizes: list[int], basis_size: int, factors: SliceFactors,
