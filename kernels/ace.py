@@ -25,7 +25,18 @@ import numpy as np
 
 from .finnis_sinclair import EnergyForcesVirial
 
-__all__ = ["ACEBasis", "ACEModel", "ace_potential_config", "DesignRows"]
+__all__ = ["ACEBasis", "ACEModel", "ace_potential_config", "DesignRows", "truncation_rank"]
+
+
+def truncation_rank(key: tuple) -> tuple:
+    """Sort key of pyace's truncation of a superset for a function key of
+    :meth:`ACEBasis.function_keys`: ``number_of_functions_per_element = N`` keeps the first N
+    functions by the "power order" len(ns) + Σ ns + Σ ls (pyace.basisextension.
+    sort_funcspecs_list); ties here by body order (rank, ns, ls, LS). Checked, not assumed, by
+    :func:`kernels.nested_basis.nested_columns` (measured: every truncation of P1's superset is a
+    prefix of this order)."""
+    mu, rank, ns, ls, LS = key
+    return (len(ns) + sum(ns) + sum(ls), mu, rank, ns, ls, LS)
 
 
 def _pyace():

@@ -42,7 +42,7 @@ class NestedColumns:
         return np.asarray(coeffs_prefix)[self.positions[b]]
 
 
-def nested_columns(keys_per_basis: list[list]) -> NestedColumns:
+def nested_columns(keys_per_basis: list[list], canonical_key=None) -> NestedColumns:
     """Nested order from the function keys of bases listed from smallest to the superset.
 
     Parameters
@@ -50,6 +50,12 @@ def nested_columns(keys_per_basis: list[list]) -> NestedColumns:
     keys_per_basis : list of lists of hashable
         Each basis's function keys in its column order (e.g. :meth:`kernels.ace.ACEBasis.
         function_keys`); the last basis is the superset.
+    canonical_key : callable, optional
+        Sort key of the truncation ranking (e.g. :func:`kernels.ace.truncation_rank`). When
+        every basis is a prefix of the superset sorted by it, that order is used: it does not
+        depend on which intermediate bases are listed, so the factors of a slice — and every
+        fit from them — are the same for any set of basis sizes with the same largest one.
+        Otherwise the order is built from the listed bases.
 
     Raises
     ------
@@ -63,6 +69,15 @@ def nested_columns(keys_per_basis: list[list]) -> NestedColumns:
     index = {k: i for i, k in enumerate(superset)}
     if len(index) != len(superset):
         raise ValueError("function keys repeat within the superset")
+    if canonical_key is not None:
+        canon = sorted(superset, key=canonical_key)
+        if all(set(keys) == set(canon[:len(keys)]) and len(set(keys)) == len(keys)
+               for keys in keys_per_basis):
+            position = {k: p for p, k in enumerate(canon)}
+            return NestedColumns(np.array([index[k] for k in canon], dtype=np.int64),
+                                 tuple(len(k) for k in keys_per_basis),
+                                 tuple(np.array([position[k] for k in keys], dtype=np.int64)
+                                       for keys in keys_per_basis))
     position: dict = {}
     order: list[int] = []
     previous: set = set()

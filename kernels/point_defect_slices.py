@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import point_defects as pdk
-from .ace import ACEBasis
+from .ace import ACEBasis, truncation_rank
 from .least_squares import solve_rrqr
 from .nested_basis import NestedColumns, nested_columns
 from .tsqr import StreamingR, residual_norm2
@@ -121,7 +121,7 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
         take ≈ 4 (n_basis + 1)² × 8 bytes).
     """
     t0 = time.perf_counter()
-    nested = nested_columns([b.function_keys() for b in bases])
+    nested = nested_columns([b.function_keys() for b in bases], truncation_rank)
     big = bases[-1]
     order = nested.order
     ncol = len(order) + 1

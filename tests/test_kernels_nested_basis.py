@@ -125,3 +125,16 @@ def test_streaming_r_keeps_rows_up_to_its_limit():
     assert s.is_factored and s.R.shape == (10, 10)
     full = np.vstack([M, M[:20]])
     np.testing.assert_allclose(s.R.T @ s.R, full.T @ full, rtol=1e-10, atol=1e-10)
+
+
+def test_canonical_order_does_not_depend_on_the_listed_sizes(bases):
+    """pyace's truncations are prefixes of its truncation ranking, so the nested order (and every
+    factor built in it) is the same whichever intermediate sizes a grid lists."""
+    from kernels.ace import truncation_rank
+
+    full = nested_columns([b.function_keys() for b in bases], truncation_rank)
+    ends = nested_columns([bases[0].function_keys(), bases[-1].function_keys()], truncation_rank)
+    np.testing.assert_array_equal(full.order, ends.order)
+    np.testing.assert_array_equal(full.positions[0], ends.positions[0])
+    for b in range(len(bases)):
+        assert sorted(full.positions[b]) == list(range(SIZES[b]))
