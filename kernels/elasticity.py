@@ -11,7 +11,8 @@ derivatives in the six symmetric directions (rotations are fixed by invariance).
 
 of w(e) = W_cb(I + ε(e)). Both are linear in the energy, hence in the coefficients of a linear
 model: applied to the ACE energy *row* of the perfect cell they give the rows of the least-squares
-system. Derivatives are central finite differences of step h (O(h²), exact for quartic w; the
+system. Derivatives are central finite differences of step h (O(h²); exact for cubic w, the
+third derivatives for quartic w; the
 stencils use ±h and ±2h along at most three directions, each point evaluated once).
 
 Virial rows: pyace gives no per-function virial, so the virial row of a configuration is the

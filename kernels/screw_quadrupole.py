@@ -12,10 +12,11 @@ periodic dipole cell is half of this one with tilted vectors; matscipy's own qua
 untilted, relaxes to perfect bulk — see data/README.md.) Training cells (size L) and simulation
 cells (size N, core separation L_D = N/2) are both built by :func:`screw_quadrupole_cell`.
 
-Predictor. A screw along [111] of a cubic crystal is an antiplane problem that is elastically
-isotropic in the (111) plane: the continuum-linear-elasticity (CLE) field of one dislocation is
-u_z = (b/2π) θ, independent of the elastic constants (tested against matscipy's anisotropic
-Stroh solution). The periodic field of the array is the imaginary part of a sum of logarithms of
+Predictor. The antiplane component of the continuum-linear-elasticity (CLE) field of a screw
+along [111] of a cubic crystal is u_z = (b/2π) θ, independent of the elastic constants (tested
+against matscipy's anisotropic Stroh solution); its small in-plane components (< 2e-3 Å at 3 Å
+from the core for W, whose Zener ratio is 1.01) are left out of the predictor and to the
+relaxation. The periodic field of the array is the imaginary part of a sum of logarithms of
 Jacobi θ₁ functions,
 
     u_z(z) = (b/2π) Σ_k s_k Im log θ₁(π (z − p_k)/Lx | τ),   τ = i Ly/Lx,  z = x + i y,
