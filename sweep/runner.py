@@ -8,6 +8,7 @@ the sweep goes on; a re-run computes only points whose status is not ``done`` (a
 
 from __future__ import annotations
 
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,11 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
                 bar.update(1)
             if max_points is not None and summary.done + summary.failed >= max_points:
                 break
+    except (KeyboardInterrupt, SystemExit):
+        print(f"sweep: interrupted; this run wrote {summary.done} done and {summary.failed} "
+              f"failed points, {len(graph.points)} not yet run: rerun the same command to "
+              "resume", file=sys.stderr, flush=True)
+        raise
     finally:
         if bar is not None:
             bar.close()

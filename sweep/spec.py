@@ -1,9 +1,12 @@
 """Sweep specifications: a TOML file of grid values per dimension plus fixed parameters.
 
-A spec is data (as in xyzpy): the ``[grid]`` table lists the values of each of the six
-dimensions of the result Dataset, every other table holds parameters fixed for the whole sweep.
-:func:`load_spec` validates everything before any work starts and raises :class:`SpecError`
-naming the offending field and the allowed values. Built-in specs live in ``sweep/specs/``::
+A spec is data (as in xyzpy): the ``[grid]`` table lists the values of each dimension of the
+result Dataset (the six of :data:`DIMENSIONS`, then any its experiment adds), every other table
+holds parameters fixed for the whole sweep. Which tables, fields, weight fields and values are
+allowed is declared by the experiment the spec names (:mod:`sweep.experiment`, one module per
+experiment in :mod:`sweep.experiments`). :func:`load_spec` validates everything before any work
+starts and raises :class:`SpecError` naming the offending field and the allowed values. Built-in
+specs live in ``sweep/specs/``::
 
     name = "p1-vacancies-quick"
     experiment = "p1-point-defects-2d"

@@ -10,6 +10,7 @@ is cancelled mid-sweep (adaptivity replaces it) and when the client itself runs 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,7 +20,8 @@ from pathlib import Path
 import dask
 import pytest
 import yaml
-from slurm_fixture import REPO, assert_same_values, parse_summary, parse_tasks
+from slurm_fixture import (REPO, assert_same_values, parse_summary, parse_tasks,
+                           tiny_spec_text)
 
 from sweep import cluster as sc
 from sweep.cli import main as sweep_main
@@ -213,4 +215,72 @@ def test_client_runs_as_a_slurm_job(slurm, clean_store, tiny_spec_path, tmp_path
     assert job not in slurm.jobs(), f"client job {job} still running:\n{log}"
     assert "sweep-client: exit status 0" in log, log + slurm.log_tail()
     assert parse_summary(log)["done"] == 4 and parse_tasks(log)["point"] == 4, log
+    assert_same_values(path, clean_store)
+
+
+def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_path, capsys):
+    """Workers live 8 ± 1 s (as if their jobs were near walltime) in a 9-point sweep that needs
+    several times that: they retire gracefully, adaptivity submits new jobs, and the sweep
+    completes with the values of a clean local run."""
+    spec_path = tmp_path / "lifetime.toml"
+    spec_path.write_text(tiny_spec_text("lifetime", L="L = [4, 5, 6]",
+                                        basis_size="basis_size = [20, 30, 40]"))
+    clean = tmp_path / "clean.zarr"
+    run_sweep(load_spec(str(spec_path)), clean, local_client, progress=False)
+    path = tmp_path / "lifetime.zarr"
+    logs = tmp_path / "logs"
+    rc = sweep_main(["run", str(spec_path), "--store", str(path), "--no-progress",
+                     *_slurm_flags(logs), "--lifetime", "8s", "--lifetime-stagger", "1s"])
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err + slurm.log_tail()
+    assert parse_summary(out.out) == {"done": 9, "failed": 0, "skipped": 0, "remaining": 0}
+    worker_logs = [p.read_text() for p in logs.glob("*.err")]
+    retired = sum("worker-lifetime-reached" in text for text in worker_logs)
+    assert retired >= 1, f"no worker reached its lifetime ({len(worker_logs)} worker jobs)"
+    assert len(worker_logs) > 2, "no replacement job was submitted"
+    assert_same_values(path, clean)
+
+
+def test_client_job_resubmits_itself_near_walltime(slurm, clean_store, tiny_spec_path, tmp_path):
+    """RESUBMIT=1: the USR1 that SLURM sends before the client job's walltime (sent here by
+    hand, once a point is written) makes the client stop cleanly and submit a copy of itself,
+    which resumes: every point is computed once over the two jobs."""
+    path = tmp_path / "resubmit.zarr"
+    env = {**slurm.env(), "SWEEP_PYTHON": sys.executable, "RESUBMIT": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                         if p)}
+    r = subprocess.run(
+        ["sbatch", "--parsable", "--mem=2G", "--time=00:10:00", "-o",
+         str(tmp_path / "client-%j.out"), str(CLIENT_SBATCH), str(tiny_spec_path), str(path),
+         *_slurm_flags(tmp_path, 1)[2:]],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=True)
+    first = r.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 240
+    import xarray as xr  # noqa: PLC0415
+
+    def n_done() -> int:
+        try:
+            return int((xr.open_zarr(path).status.values == "done").sum())
+        except Exception:  # noqa: BLE001 - not created yet
+            return 0
+
+    while n_done() < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert n_done() >= 1, slurm.log_tail()
+    slurm.run("scancel", "--batch", "--signal=USR1", first)
+    while time.monotonic() < deadline:
+        outs = list(tmp_path.glob("*client-*.out"))  # the copy writes sweep-client-JOBID.out
+        if len(outs) >= 2 and not slurm.jobs() and n_done() == 4:
+            break
+        time.sleep(1)
+    outs = sorted(tmp_path.glob("*client-*.out"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    logs = [p.read_text() for p in outs]
+    assert len(logs) == 2, "\n".join(logs) + slurm.log_tail()
+    assert "resubmitted" in logs[0] and "sweep: interrupted; this run wrote" in logs[0], logs[0]
+    m = re.search(r"this run wrote (\d+) done", logs[0])
+    written_first = int(m.group(1))
+    assert "sweep-client: exit status 0" in logs[1], logs[1]
+    second_run = parse_summary(logs[1])
+    assert written_first >= 1 and second_run["skipped"] == written_first
+    assert written_first + second_run["done"] == 4  # every point computed once over both jobs
     assert_same_values(path, clean_store)

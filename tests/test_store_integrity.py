@@ -11,21 +11,20 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import get_task_stream
+from slurm_fixture import physics
 
 from sweep.cli import main as sweep_main
 from sweep.runner import run_sweep
 from sweep.store import StoreDamaged, StoreMismatch, _backup_path
 from tests.tiny import tiny_spec, tiny_spec_text
 
-TIMINGS = ("fit_time", "design_time", "predict_time", "worker_host", "slurm_job_id")
 
 
 @pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
+def client(local_client):
+    """The session's LocalCluster client (2 single-threaded worker processes)."""
+    return local_client
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def full(client, tmp_path_factory):
 
 
 def _values(path):
-    return xr.open_zarr(path).drop_vars(TIMINGS).load()
+    return physics(path)  # every variable but the timings
 
 
 def _snapshot(path):

@@ -9,3 +9,4 @@ module                      experiment
 """
 
 from . import p1_point_defects  # noqa: F401
+from . import p2_dislocations  # noqa: F401,E402

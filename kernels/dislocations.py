@@ -1,0 +1,304 @@
+"""The stages of one dislocation sweep point: ½⟨111⟩ screw dislocations in bcc W (P2 §4.2.1).
+
+Same pattern as :mod:`kernels.point_defects`; the sweep layer maps each stage onto a Dask task:
+
+1. :func:`lattice_reference` — a0, bulk energy, and the Cauchy–Born derivatives ∂²W_cb
+   (elastic constants) and ∂³W_cb of the reference (eV/Å³), on a 3×3×3 cubic cell.
+2. :func:`simulation_reference` — the quadrupole cell of size N (four screws, separation
+   L_D = N/2) from the periodic CLE predictor, relaxed with the reference (ȳ).
+3. :func:`training_data` — the training cell of size L (same periodic dipole array, core
+   separation L/2) relaxed to ȳ_L and rattled into training/test sets with reference energies,
+   forces and virials, plus the perfect crystal's energy.
+4. :func:`design_rows` — ACE rows of the sets and the elastic rows (ε_V1: ∂², ε_V2: ∂³ of the
+   perfect crystal's energy-density row; :mod:`kernels.elasticity`).
+5. :func:`fit` — weighted least squares (RRQR or ARD) over E (per atom), F, V1 and V2 rows;
+   test RMSEs (energy, forces, virial) and the elastic-constant error.
+6. :func:`predict` — relax the quadrupole with the fitted model from ȳ; geometry error on the
+   bcc nearest-neighbour stencil (8 neighbours) of the perfect sites x₀, energy errors.
+
+Observation sets (P2 Fig. 5): ``"E+F"`` (W_V1 = W_V2 = 0), ``"E+F+CLE"`` (W_V2 = 0),
+``"E+F+CLE+NL"`` (all). The bulk energy per atom of the perfect crystal is one extra energy row
+(weight W_E), as in :mod:`kernels.point_defects`, so that formation energies are identifiable.
+
+Rattle: every atom is displaced by a vector of three independent normal deviates of standard
+deviation α/√3, so that the root-mean-square displacement is α (Å).
+
+Units: Å, eV, eV/Å; virials eV; W_cb derivatives and elastic constants eV/Å³;
+L and N are in units of the lattice constant a0 (the papers' r0).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from .ace import ACEBasis, ACEModel, DesignRows
+from .ard import solve_ard
+from .elasticity import cauchy_born_derivatives, elastic_rows
+from .errors import energy_error, formation_energy_error, geometry_error, rmse
+from .least_squares import solve_rrqr, weighted_system
+from .point_defects import Observations, RelaxOptions
+from .relax import relax
+from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
+
+__all__ = ["OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference",
+           "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
+           "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
+           "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "RelaxOptions"]
+
+SYMBOL = "W"
+OBSERVATION_SETS = ("E+F", "E+F+CLE", "E+F+CLE+NL")
+SOLVERS = ("rrqr", "ard")
+#: Cubic cells per edge of the perfect crystal used for W_cb and the bulk energy.
+ELASTIC_CELL = 3
+#: Strain step of the Cauchy–Born finite differences (accuracy tested in the tests).
+STRAIN_STEP = 1e-3
+
+
+def nearest_neighbour_cutoff(a0_A: float) -> float:
+    """Stencil radius (Å) between the bcc first (a√3/2, 8 sites) and second (a) shells."""
+    return 0.5 * (0.5 * np.sqrt(3.0) + 1.0) * a0_A
+
+
+def bcc_cubic_cell(a0_A: float, n: int = ELASTIC_CELL):
+    """Perfect bcc crystal of n³ cubic cells: positions (Å), cell (Å), symbols."""
+    g = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)], float)
+    x = (g[:, None, :] + np.array([[0, 0, 0], [0.5, 0.5, 0.5]])[None]).reshape(-1, 3) * a0_A
+    return x, np.eye(3) * a0_A * n, [SYMBOL] * len(x)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """W_E (energy per atom), W_F (force components), W_V1 (∂²W_cb), W_V2 (∂³W_cb)."""
+
+    energy: float
+    forces: float
+    elastic: float = 0.0
+    nonlinear_elastic: float = 0.0
+
+    def for_observations(self, observations: str) -> "Weights":
+        """The weights with the elastic ones zeroed as the observation set says."""
+        if observations not in OBSERVATION_SETS:
+            raise ValueError(f"unknown observations {observations!r}; allowed: "
+                             f"{', '.join(OBSERVATION_SETS)}")
+        w1 = self.elastic if "CLE" in observations else 0.0
+        w2 = self.nonlinear_elastic if observations.endswith("+NL") else 0.0
+        return Weights(self.energy, self.forces, w1, w2)
+
+
+@dataclass(frozen=True)
+class LatticeReference:
+    """a0 (Å), energy per atom (eV), C = ∂²W_cb (6, 6) and ∂³W_cb (6, 6, 6) in eV/Å³."""
+
+    a0_A: float
+    bulk_energy_eV_per_atom: float
+    elastic_eV_per_A3: np.ndarray
+    nonlinear_elastic_eV_per_A3: np.ndarray
+
+
+@dataclass(frozen=True)
+class SimulationReference:
+    """The quadrupole cell: perfect sites x₀, CLE predictor, relaxed ȳ (Å); energies (eV)."""
+
+    positions0_A: np.ndarray
+    predictor_A: np.ndarray
+    positions_A: np.ndarray
+    cell_A: np.ndarray
+    energy_predictor_eV: float
+    energy_eV: float
+    relax_steps: int
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Relaxed training cell ȳ_L, rattled sets (with virials, eV) and the perfect crystal."""
+
+    cell_A: np.ndarray
+    relaxed_A: np.ndarray
+    train: Observations
+    test: Observations
+    train_virial_eV: np.ndarray
+    test_virial_eV: np.ndarray
+    perfect: Observations
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """ACE rows: sets, perfect crystal (energy), elastic rows (eV/Å³ per coefficient)."""
+
+    train: DesignRows
+    test: DesignRows
+    perfect: DesignRows
+    stress: np.ndarray             # (6, B): ∂W_cb
+    elastic: np.ndarray            # (6, 6, B)
+    nonlinear_elastic: np.ndarray  # (6, 6, 6, B)
+    n_basis: int
+    time_s: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Coefficients and fit quality: test RMSEs (meV/atom, eV/Å, virial eV), elastic error (%)."""
+
+    coeffs: np.ndarray
+    rank: int
+    n_basis: int
+    n_observations: int
+    rmse_energy_meV_per_atom: float
+    rmse_forces_eV_per_A: float
+    rmse_virial_eV: float
+    elastic_constant_error_percent: float
+    fit_time_s: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Errors on the quadrupole: geometry (Å), energy and formation energy (eV)."""
+
+    geometry_error_A: float
+    energy_error_eV: float
+    formation_energy_error_eV: float
+    relax_steps: int
+    time_s: float
+
+
+def lattice_reference(model) -> LatticeReference:
+    """a0 minimising the bcc energy, the energy per atom, and ∂²W_cb, ∂³W_cb (eV/Å³)."""
+    def e(a):
+        return model.evaluate(*bcc_cubic_cell(a)).energy_eV
+
+    res = minimize_scalar(e, bounds=(2.5, 3.6), method="bounded", options={"xatol": 1e-9})
+    a0 = float(res.x)
+    x, c, s = bcc_cubic_cell(a0)
+    d = cauchy_born_derivatives(model, x, c, s, STRAIN_STEP, third=True)
+    return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third)
+
+
+def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions
+                         ) -> SimulationReference:
+    """The quadrupole cell of side ≈ ``size`` a0, relaxed with the reference from the CLE field."""
+    c: ScrewCell = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
+    sym = [SYMBOL] * len(c.positions_A)
+    e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
+    r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
+              options.optimizer)
+    return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
+                               r.energy_eV, r.n_steps)
+
+
+def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
+    rng = np.random.default_rng(seed)
+    n = len(relaxed_A)
+    sym = [SYMBOL] * n
+    pos = relaxed_A[None] + (amplitude_A / np.sqrt(3.0)) * rng.standard_normal((n_configs, n, 3))
+    energy = np.empty(n_configs)
+    forces = np.empty((n_configs, n, 3))
+    virial = np.empty((n_configs, 3, 3))
+    for k in range(n_configs):
+        r = model.evaluate(pos[k], cell_A, sym)
+        energy[k], forces[k], virial[k] = r.energy_eV, r.forces_eV_per_A, r.virial_eV
+    return Observations(pos, energy, forces), virial
+
+
+def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, amplitude_A: float,
+                  seed_train: int, seed_test: int, options: RelaxOptions) -> TrainingData:
+    """Relax the training cell (four screws, side ≈ ``size`` a0) and rattle it (RMS α, Å)."""
+    c = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
+    sym = [SYMBOL] * len(c.positions_A)
+    r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
+              options.optimizer)
+    train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train)
+    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test)
+    x, cc, s = bcc_cubic_cell(a0_A)
+    p = model.evaluate(x, cc, s)
+    return TrainingData(c.cell_A, r.positions_A, train, test, vtrain, vtest,
+                        Observations(x[None], np.array([p.energy_eV]), p.forces_eV_per_A[None]))
+
+
+def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float) -> TrainingRows:
+    """Energy/force rows of the sets, the perfect crystal's energy row and the elastic rows."""
+    t0 = time.perf_counter()
+    sym = [SYMBOL] * data.train.positions_A.shape[1]
+    train = basis.design_rows(data.train.positions_A, data.cell_A, sym)
+    test = basis.design_rows(data.test.positions_A, data.cell_A, sym)
+    x, c, s = bcc_cubic_cell(a0_A)
+    perfect = basis.design_rows(x[None], c, s)
+    el = elastic_rows(basis, x, c, s, STRAIN_STEP, third=True)
+    return TrainingRows(train, test, perfect, el.first, el.second, el.third, train.energy.shape[1],
+                        time.perf_counter() - t0)
+
+
+def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
+        weights: Weights, solver: str = "rrqr", rtol: float = 1e-6) -> FitResult:
+    """Minimise Σ_R W_E|E/n − Ẽ/n|² + W_F|F − F̃|² + W_V1‖∂²W − ∂²W̃‖² + W_V2‖∂³W − ∂³W̃‖²
+    (P2 eq. 4.16; all 36 and 216 tensor entries, eV/Å³) plus the bulk energy per atom (W_E).
+
+    ``solver``: "rrqr" (truncated rank-revealing QR, relative tolerance ``rtol``) or "ard"
+    (scikit-learn's ARD regression on the same weighted system).
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+    n = data.train.positions_A.shape[1]
+    B = rows.n_basis
+    n_p = data.perfect.positions_A.shape[1]
+    blocks = [(rows.train.energy / n, data.train.energy_eV / n, weights.energy),
+              (rows.train.forces.reshape(-1, B), data.train.forces_eV_per_A.reshape(-1),
+               weights.forces),
+              (rows.perfect.energy / n_p, data.perfect.energy_eV / n_p, weights.energy)]
+    if weights.elastic > 0:
+        # The CLE block: ∂²W_cb (elastic constants) and the zero stress ∂W_cb = 0 of the
+        # reference at a0 (linear elasticity about the reference's own equilibrium lattice).
+        blocks.append((rows.elastic.reshape(-1, B), lattice.elastic_eV_per_A3.reshape(-1),
+                       weights.elastic))
+        blocks.append((rows.stress, np.zeros(6), weights.elastic))
+    if weights.nonlinear_elastic > 0:
+        blocks.append((rows.nonlinear_elastic.reshape(-1, B),
+                       lattice.nonlinear_elastic_eV_per_A3.reshape(-1), weights.nonlinear_elastic))
+    A, y = weighted_system(blocks)
+    t0 = time.perf_counter()
+    sol = solve_rrqr(A, y, rtol) if solver == "rrqr" else solve_ard(A, y)
+    fit_time = time.perf_counter() - t0
+    c = sol.coeffs
+    nt = data.test.positions_A.shape[1]
+    model = ACEModel(basis, c)
+    sym = [SYMBOL] * nt
+    vir = np.array([model.evaluate(x, data.cell_A, sym).virial_eV for x in data.test.positions_A])
+    C_ml = rows.elastic @ c
+    C_ref = lattice.elastic_eV_per_A3
+    return FitResult(
+        coeffs=c, rank=sol.rank, n_basis=B, n_observations=int(A.shape[0]),
+        rmse_energy_meV_per_atom=1e3 * rmse(rows.test.energy @ c / nt, data.test.energy_eV / nt),
+        rmse_forces_eV_per_A=rmse(rows.test.forces @ c, data.test.forces_eV_per_A),
+        rmse_virial_eV=rmse(vir, data.test_virial_eV),
+        elastic_constant_error_percent=float(100 * np.linalg.norm(C_ml - C_ref)
+                                             / np.linalg.norm(C_ref)),
+        fit_time_s=fit_time)
+
+
+def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
+            lattice: LatticeReference, options: RelaxOptions) -> Prediction:
+    """Relax the quadrupole with the fitted model from ȳ and measure the errors.
+
+    Geometry error: stencil of the perfect sites x₀ (8 nearest neighbours in bcc), periodic.
+    Energy error: each model's energy measured from its own value at the CLE predictor.
+    Formation-energy error: each model against its own perfect crystal (n·e_bulk).
+    """
+    t0 = time.perf_counter()
+    model = ACEModel(basis, coeffs)
+    sym = [SYMBOL] * len(sim.positions0_A)
+    e_pred_ml = model.evaluate(sim.predictor_A, sim.cell_A, sym).energy_eV
+    r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
+              options.optimizer)
+    x, c, s = bcc_cubic_cell(lattice.a0_A)
+    bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
+    return Prediction(
+        geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
+                                        sim.cell_A, nearest_neighbour_cutoff(lattice.a0_A)),
+        energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
+                                     e_pred_ml),
+        formation_energy_error_eV=formation_energy_error(
+            sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml, len(sym)),
+        relax_steps=r.n_steps, time_s=time.perf_counter() - t0)

@@ -1,0 +1,197 @@
+"""P2's dislocation experiment: ½⟨111⟩ screw quadrupoles in bcc W (P2 §4.2.1, Fig. 5).
+
+Kernels in :mod:`kernels.dislocations`; the Dask adapters are the functions below (they take
+only picklable arguments and build pyace objects on the worker).
+
+==========================  ==============================================  ==================
+task                        one per                                         feeds
+==========================  ==============================================  ==================
+``lattice``                 sweep (a0, bulk energy, ∂²W_cb, ∂³W_cb)         everything
+``simulation``              sweep (the quadrupole of size N, L_D = N/2)     points
+``training``                (L, rattle_A)                                   design rows, fits
+``design``                  (L, rattle_A, basis_size)                       fits
+``fit``                     (L, rattle_A, basis_size, weights, observ.)     points
+``point``                   grid point                                      the store
+==========================  ==============================================  ==================
+
+The grid's ``defect`` is ``"screw"``, ``n_defects`` is 4 (the quadrupole), ``L`` the
+training-cell size in a0, ``observations`` one of ``E+F``, ``E+F+CLE``, ``E+F+CLE+NL`` and the
+extra dimension ``rattle_A`` the RMS rattle amplitude α (Å). Weight tables hold W_E, W_F, W_V1
+(``elastic``) and W_V2 (``nonlinear_elastic``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+
+from kernels import dislocations as dk
+from kernels.ace import ACEBasis, ACEModel, ace_potential_config
+from kernels.eam import zhou2001_tungsten
+from kernels.force_constants import force_constant_error, force_constants
+
+from ..experiment import Experiment, ExtraDimension, register
+from ..seeds import derive_seed
+from ..spec import NONNEG_INT, POS_FLOAT, POS_INT, STR, INT_LIST, SpecError, check_ace_table
+
+__all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
+           "point", "build"]
+
+#: Reference models by spec name → constructor.
+REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
+
+FIXED = {
+    "reference": {"model": STR},
+    "simulation": {"size": POS_INT},
+    "training": {"n_train": POS_INT, "n_test": POS_INT, "seed": NONNEG_INT},
+    "ace": {"cutoff_A": POS_FLOAT, "radial_basis": STR, "nradmax_by_orders": INT_LIST,
+            "lmax_by_orders": INT_LIST},
+    "fit": {"solver": STR, "rtol": POS_FLOAT},
+    "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
+}
+
+ALLOWED = {
+    "defect": ("screw",),
+    "n_defects": (4,),
+    "observations": dk.OBSERVATION_SETS,
+    "reference.model": tuple(REFERENCE_MODELS),
+    "fit.solver": dk.SOLVERS,
+    "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire"),
+    "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
+}
+
+VARIABLES = {
+    "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
+    "elastic_constant_error": ("f8", "%", "relative (Frobenius) error of the 6×6 elastic "
+                               "constants ∂²W_cb of the perfect crystal", np.nan),
+}
+
+
+def _relax(relax: dict) -> dk.RelaxOptions:
+    return dk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
+
+
+def basis_for(ace: dict, basis_size: int) -> ACEBasis:
+    """The ACE basis of a spec's ``[ace]`` table at one requested size."""
+    return ACEBasis(ace_potential_config([dk.SYMBOL], basis_size, ace["cutoff_A"],
+                                         ace["nradmax_by_orders"], ace["lmax_by_orders"],
+                                         ace["radial_basis"]))
+
+
+def lattice(reference: str) -> dk.LatticeReference:
+    """a0, bulk energy and Cauchy–Born derivatives of the reference."""
+    return dk.lattice_reference(REFERENCE_MODELS[reference]())
+
+
+def simulation(reference: str, lat: dk.LatticeReference, size: int, relax: dict
+               ) -> dk.SimulationReference:
+    """The reference relaxation of the quadrupole cell (shared by every fit)."""
+    return dk.simulation_reference(REFERENCE_MODELS[reference](), lat.a0_A, size, _relax(relax))
+
+
+def training(reference: str, lat: dk.LatticeReference, size: int, rattle_A: float, params: dict,
+             seed_train: int, seed_test: int, relax: dict) -> dk.TrainingData:
+    """Training and test sets of one training cell and rattle amplitude (Å)."""
+    return dk.training_data(REFERENCE_MODELS[reference](), lat.a0_A, size, params["n_train"],
+                            params["n_test"], rattle_A, seed_train, seed_test, _relax(relax))
+
+
+def design(ace: dict, basis_size: int, data: dk.TrainingData, lat: dk.LatticeReference
+           ) -> dk.TrainingRows:
+    """Design and elastic rows of one training set in one basis."""
+    return dk.design_rows(basis_for(ace, basis_size), data, lat.a0_A)
+
+
+def fit(ace: dict, basis_size: int, rows: dk.TrainingRows, data: dk.TrainingData,
+        lat: dk.LatticeReference, weights: dict, observations: str, fit_params: dict):
+    """One weighted fit; returns (FitResult, rows build time in s)."""
+    w = dk.Weights(weights["energy"], weights["forces"], weights["elastic"],
+                   weights["nonlinear_elastic"]).for_observations(observations)
+    return dk.fit(basis_for(ace, basis_size), rows, data, lat, w, fit_params["solver"],
+                  fit_params["rtol"]), rows.time_s
+
+
+def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.SimulationReference,
+          lat: dk.LatticeReference, relax: dict) -> dict:
+    """Relax the quadrupole with one fitted model: every stored value of a grid point."""
+    fitted, rows_time_s = fit_and_time
+    basis = basis_for(ace, basis_size)
+    p = dk.predict(basis, fitted.coeffs, sim, lat, _relax(relax))
+    x, c, s = dk.bcc_cubic_cell(lat.a0_A)
+    K_ref = force_constants(REFERENCE_MODELS[reference](), x, c, s)
+    K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
+    return {
+        "geometry_error": p.geometry_error_A,
+        "energy_error": p.energy_error_eV,
+        "formation_energy_error": p.formation_energy_error_eV,
+        "rmse_energy": fitted.rmse_energy_meV_per_atom,
+        "rmse_forces": fitted.rmse_forces_eV_per_A,
+        "force_constant_error": force_constant_error(K_ref, K_ml),
+        "n_basis": fitted.n_basis,
+        "rank": fitted.rank,
+        "n_observations": fitted.n_observations,
+        "fit_time": fitted.fit_time_s,
+        "design_time": rows_time_s,
+        "predict_time": p.time_s,
+        "relax_steps": p.relax_steps,
+        "worker_host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "rmse_virial": fitted.rmse_virial_eV,
+        "elastic_constant_error": fitted.elastic_constant_error_percent,
+    }
+
+
+def training_seeds(spec, L: int, rattle_A: float) -> tuple[int, int]:
+    """Seeds of the training and test sets of one training cell and amplitude."""
+    base = (spec.params["training"]["seed"], spec.experiment, "screw", int(L), float(rattle_A))
+    return derive_seed(*base, "train"), derive_seed(*base, "test")
+
+
+def check(spec) -> None:
+    """Training cells no larger than the quadrupole; rattle amplitudes positive; ACE table."""
+    size = spec.params["simulation"]["size"]
+    for k, L in enumerate(spec.grid["L"]):
+        if L > size:
+            raise SpecError(f"grid.L[{k}]", f"L = {L} a0 exceeds simulation.size = {size} a0")
+    for k, a in enumerate(spec.grid["rattle_A"]):
+        if not a > 0:
+            raise SpecError(f"grid.rattle_A[{k}]", f"must be a positive number (Å), got {a}")
+    check_ace_table(spec.params["ace"])
+
+
+def build(submit, spec, todo):
+    """Submit the stages of the grid points ``todo``; see the module docstring."""
+    p = spec.params
+    ref = p["reference"]["model"]
+    points, parents = {}, {}
+    lat = submit("lattice", (ref,), lattice, ref)
+    sim = submit("simulation", (ref,), simulation, ref, lat, p["simulation"]["size"], p["relax"])
+    for pt in todo:
+        c = pt.labels(spec)
+        L, B, w, obs, a = c["L"], c["basis_size"], c["weights"], c["observations"], c["rattle_A"]
+        data = submit("training", (L, a), training, ref, lat, L, a, p["training"],
+                      *training_seeds(spec, L, a), p["relax"])
+        rows = submit("design", (L, a, B), design, p["ace"], B, data, lat)
+        fitted = submit("fit", (L, a, B, w, obs), fit, p["ace"], B, rows, data, lat,
+                        spec.weights[w], obs, p["fit"])
+        points[pt] = submit("point", tuple(c[d] for d in spec.dims), point, ref, p["ace"], B,
+                            fitted, sim, lat, p["relax"])
+        parents[pt] = (fitted, rows, data, sim)
+    return points, parents, {"a0_A": (lat, lambda lattice: float(lattice.a0_A))}
+
+
+EXPERIMENT = register(Experiment(
+    name="p2-dislocations-w-screw",
+    description="½<111> screw quadrupole in bcc W, Zhou EAM reference, elastic observations "
+                "(P2 §4.2.1)",
+    fixed=FIXED, allowed=ALLOWED, build=build, check=check, spatial_dimension=2,
+    optional_weight_fields={"elastic": 0.0, "nonlinear_elastic": 0.0},
+    weight_attrs={"energy": ("energy weight W_E (on energies per atom)", "1"),
+                  "forces": ("force weight W_F", "1"),
+                  "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb, eV/Å³)", "1"),
+                  "nonlinear_elastic": ("nonlinear-elastic weight W_V2 (on ∂³W_cb, eV/Å³)", "1")},
+    extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "RMS rattle amplitude α",
+                                                   "units": "Å"}),),
+    variables=VARIABLES))
