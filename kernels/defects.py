@@ -17,6 +17,10 @@ are at separation L, the same L_D = L that separates the defects of the simulati
 
 An interstitial sits at the centre of the up-pointing triangle with corner (i, j), i.e. at
 (i + ⅓) a1 + (j + ⅓) a2.
+
+Whether a relaxed configuration still holds the defects it was built with is read off its
+Wigner–Seitz occupancy (:func:`site_occupancy`): every atom is assigned to its nearest perfect-
+lattice site; a vacancy is a site with no atom, an interstitial a site with two.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from .lattice import primitive_vectors, site_index, triangular_cell, triangular_sites
 
-__all__ = ["defect_offsets", "defect_sites", "point_defect_cell", "MAX_DEFECTS"]
+__all__ = ["defect_offsets", "defect_sites", "point_defect_cell", "site_occupancy", "MAX_DEFECTS"]
 
 _OFFSETS = {1: [(0, 0)], 2: [(0, 0), (1, 0)], 3: [(0, 0), (1, 0), (0, 1)],
             4: [(0, 0), (1, 0), (0, 1), (1, 1)]}
@@ -87,3 +91,33 @@ def point_defect_cell(n: int, r0_A: float, kinds: list[str], separation: int
     if added:
         positions = np.vstack([positions, np.array(added)])
     return positions, triangular_cell(n, r0_A), removed
+
+
+def site_occupancy(positions_A: np.ndarray, sites_A: np.ndarray, cell_A: np.ndarray
+                   ) -> np.ndarray:
+    """Wigner–Seitz occupancy: how many atoms have each perfect-lattice site as nearest site.
+
+    Parameters
+    ----------
+    positions_A : (m, 3) ndarray
+        Atom positions, Å (any periodic image).
+    sites_A : (n, 3) ndarray
+        Perfect-lattice sites of the same periodic cell, Å.
+    cell_A : (3, 3) ndarray
+        Cell rows, Å; periodic in all three directions.
+
+    Returns
+    -------
+    (n,) ndarray of int
+        Occupancy of each site (0: vacancy, 2: interstitial; 1 elsewhere in a defect-free region).
+    """
+    from scipy.spatial import cKDTree  # noqa: PLC0415
+
+    cell_A = np.asarray(cell_A, float)
+    frac = np.asarray(positions_A, float) @ np.linalg.inv(cell_A)
+    wrapped = (frac - np.floor(frac)) @ cell_A
+    shifts = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)],
+                      float) @ cell_A
+    images = (np.asarray(sites_A, float)[None] + shifts[:, None]).reshape(-1, 3)
+    _, k = cKDTree(images).query(wrapped)
+    return np.bincount(k % len(sites_A), minlength=len(sites_A))

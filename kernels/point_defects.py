@@ -46,8 +46,9 @@ from .least_squares import solve_rrqr, weighted_system
 from .relax import relax
 
 __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observations",
-           "TrainingData", "TrainingRows", "FitResult", "Prediction", "lattice_reference",
-           "simulation_reference", "training_data", "design_rows", "fit", "predict",
+           "TrainingData", "TrainingRows", "FitResult", "Prediction", "TrainingComponent",
+           "WeightedSystem", "lattice_reference", "simulation_reference", "training_data",
+           "design_rows", "union_system", "fit", "fit_union", "predict",
            "SYMBOL", "FORCE_CONSTANT_CELL", "nearest_neighbour_cutoff"]
 
 #: The planar lattice is made of one species; the reference is the W potential.
@@ -137,7 +138,9 @@ class FitResult:
 
     rmse_energy_meV_per_atom and rmse_forces_eV_per_A are test-set RMSEs;
     force_constant_error_percent is ε_FC_hom; fit_time_s the solve time;
-    bulk_energy_error_meV_per_atom is |ẽ_bulk − e_bulk| of the perfect lattice at r0.
+    bulk_energy_error_meV_per_atom is |ẽ_bulk − e_bulk| of the perfect lattice at r0;
+    the ``*_by_component`` tuples are the test RMSEs of each component of a union training set
+    (:func:`fit_union`), in the components' order.
     """
 
     coeffs: np.ndarray
@@ -149,6 +152,8 @@ class FitResult:
     force_constant_error_percent: float
     fit_time_s: float
     bulk_energy_error_meV_per_atom: float = float("nan")
+    rmse_energy_by_component_meV_per_atom: tuple = ()
+    rmse_forces_by_component_eV_per_A: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -232,20 +237,93 @@ def design_rows(basis: ACEBasis, data: TrainingData) -> TrainingRows:
     return TrainingRows(train, test, train.energy.shape[1], time.perf_counter() - t0, perfect)
 
 
+@dataclass(frozen=True)
+class TrainingComponent:
+    """One defect training cell of a (union) training set, with its own loss weights.
+
+    A training set may be the union of several defect cells (P1 §4.2.1, interstitial + vacancy:
+    W_E^int 100, W_F^int 10, W_E^vac 10, W_F^vac 1); each contributes its own rows, weighted by its
+    own W_E (energies per atom) and W_F (force components, eV/Å), to one least-squares system.
+
+    Attributes
+    ----------
+    name : str
+        Label of the component (e.g. the defect kind), used for the per-component RMSEs.
+    rows : TrainingRows
+        ACE rows of the component's training/test sets (:func:`design_rows`).
+    data : TrainingData
+        The component's reference observations (:func:`training_data`).
+    weight_energy, weight_forces : float
+        W_E and W_F of this component's rows.
+    """
+
+    name: str
+    rows: TrainingRows
+    data: TrainingData
+    weight_energy: float
+    weight_forces: float
+
+
+@dataclass(frozen=True)
+class WeightedSystem:
+    """The stacked weighted least-squares system of a union training set.
+
+    ``owner[k]`` is the index of the component that row k belongs to (its energy, force and
+    perfect-cell rows); ``A`` and ``y`` are the rows already multiplied by √W.
+    """
+
+    A: np.ndarray
+    y: np.ndarray
+    owner: np.ndarray
+
+
 def _energy_force_system(rows: DesignRows, obs: Observations, weight_energy: float,
-                         weight_forces: float):
+                         weight_forces: float, components: int = PLANAR):
     n = rows.forces.shape[1]
     B = rows.energy.shape[1]
     return weighted_system([
         (rows.energy / n, obs.energy_eV / n, weight_energy),
-        (rows.forces.reshape(-1, B), obs.forces_eV_per_A[:, :, :PLANAR].reshape(-1), weight_forces),
+        (rows.forces.reshape(-1, B), obs.forces_eV_per_A[:, :, :components].reshape(-1),
+         weight_forces),
     ])
+
+
+def union_system(components: list[TrainingComponent],
+                 weight_bulk_energy: float | None = None) -> WeightedSystem:
+    """Stack the weighted rows of every component into one system (P1 eq. 4.2 summed over cells).
+
+    Row order: for each component in turn its energy rows (per atom, weight W_E) and its force
+    rows (weight W_F); then, for each component whose data carry the perfect cell, one
+    perfect-cell energy-per-atom row with weight ``weight_bulk_energy`` (None → that component's
+    W_E; 0 → no bulk rows). A component's weights therefore scale its own rows and nothing else.
+    """
+    if not components:
+        raise ValueError("a training set needs at least one component")
+    if weight_bulk_energy is not None and weight_bulk_energy < 0:
+        raise ValueError(f"weight_bulk_energy must be >= 0, got {weight_bulk_energy}")
+    blocks, owner = [], []
+    for k, c in enumerate(components):
+        if c.weight_energy < 0 or c.weight_forces < 0:
+            raise ValueError(f"weights of component {c.name!r} must be >= 0")
+        A, y = _energy_force_system(c.rows.train, c.data.train, c.weight_energy, c.weight_forces,
+                                    c.rows.train.forces.shape[2])
+        blocks.append((A, y))
+        owner.append(np.full(len(y), k))
+    for k, c in enumerate(components):
+        w_bulk = c.weight_energy if weight_bulk_energy is None else weight_bulk_energy
+        if w_bulk > 0 and c.rows.perfect is not None and c.data.perfect is not None:
+            n_p = c.data.perfect.positions_A.shape[1]
+            blocks.append(weighted_system([(c.rows.perfect.energy / n_p,
+                                            c.data.perfect.energy_eV / n_p, w_bulk)]))
+            owner.append(np.full(1, k))
+    return WeightedSystem(np.vstack([a for a, _ in blocks]),
+                          np.concatenate([b for _, b in blocks]), np.concatenate(owner))
 
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weight_energy: float, weight_forces: float, rtol: float = 1e-6,
         weight_bulk_energy: float | None = None, scale_columns: bool = True) -> FitResult:
-    """Weighted least-squares fit of energies (per atom) and in-plane forces.
+    """Weighted least-squares fit of energies (per atom) and in-plane forces of one training cell.
 
     Minimises Σ_R W_E |E/n − Ẽ/n|² + W_F |F − F̃|² (P1 eq. 4.2, energies per atom) with the
     truncated rank-revealing QR of :func:`kernels.least_squares.solve_rrqr`, plus
@@ -253,24 +331,39 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     (``weight_bulk_energy``: None → W_E; 0 → no bulk row, P1's sets exactly). Without that row the
     model's bulk energy per atom, hence its formation energies, are not determined by the data.
     ``scale_columns`` normalises the design-matrix columns before the truncated QR (see
-    :func:`kernels.least_squares.solve_rrqr`).
+    :func:`kernels.least_squares.solve_rrqr`). The one-component case of :func:`fit_union`.
     """
-    A, y = _energy_force_system(rows.train, data.train, weight_energy, weight_forces)
-    w_bulk = weight_energy if weight_bulk_energy is None else weight_bulk_energy
-    if w_bulk < 0:
-        raise ValueError(f"weight_bulk_energy must be >= 0, got {weight_bulk_energy}")
-    if w_bulk > 0 and rows.perfect is not None and data.perfect is not None:
-        n_p = data.perfect.positions_A.shape[1]
-        A_b, y_b = weighted_system([(rows.perfect.energy / n_p, data.perfect.energy_eV / n_p,
-                                     w_bulk)])
-        A, y = np.vstack([A, A_b]), np.concatenate([y, y_b])
+    return fit_union(basis, [TrainingComponent("training", rows, data, weight_energy,
+                                               weight_forces)],
+                     lattice, rtol, weight_bulk_energy, scale_columns)
+
+
+def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: LatticeReference,
+              rtol: float = 1e-6, weight_bulk_energy: float | None = None,
+              scale_columns: bool = True) -> FitResult:
+    """One weighted least-squares fit on the union of several defect training cells.
+
+    The system is :func:`union_system`; see :func:`fit` for the loss and the bulk-energy rows.
+    Test RMSEs are reported pooled over every component's test set (energies per atom, meV/atom;
+    force components, eV/Å) and per component
+    (:attr:`FitResult.rmse_energy_by_component_meV_per_atom`,
+    :attr:`FitResult.rmse_forces_by_component_eV_per_A`, in the order of ``components``).
+    """
+    system = union_system(components, weight_bulk_energy)
     t0 = time.perf_counter()
-    sol = solve_rrqr(A, y, rtol, scale_columns)
+    sol = solve_rrqr(system.A, system.y, rtol, scale_columns)
     fit_time = time.perf_counter() - t0
     c = sol.coeffs
-    n = data.test.positions_A.shape[1]
-    e_pred = rows.test.energy @ c
-    f_pred = rows.test.forces @ c
+    e_err, f_err, e_rmse, f_rmse = [], [], [], []
+    for comp in components:
+        n = comp.data.test.positions_A.shape[1]
+        k = comp.rows.test.forces.shape[2]
+        de = (comp.rows.test.energy @ c) / n - comp.data.test.energy_eV / n
+        df = (comp.rows.test.forces @ c - comp.data.test.forces_eV_per_A[:, :, :k]).ravel()
+        e_err.append(de)
+        f_err.append(df)
+        e_rmse.append(1e3 * rmse(de, 0.0))
+        f_rmse.append(rmse(df, 0.0))
     model = ACEModel(basis, c)
     nfc = FORCE_CONSTANT_CELL
     pos = triangular_sites(nfc, lattice.r0_A)
@@ -278,12 +371,15 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     K = force_constants(model, pos, cell, [SYMBOL] * len(pos), PLANAR)
     bulk_ml = model.evaluate(pos, cell, [SYMBOL] * len(pos)).energy_eV / len(pos)
     return FitResult(
-        coeffs=c, rank=sol.rank, n_basis=rows.n_basis, n_observations=int(A.shape[0]),
-        rmse_energy_meV_per_atom=1e3 * rmse(e_pred / n, data.test.energy_eV / n),
-        rmse_forces_eV_per_A=rmse(f_pred, data.test.forces_eV_per_A[:, :, :PLANAR]),
+        coeffs=c, rank=sol.rank, n_basis=components[0].rows.n_basis,
+        n_observations=int(system.A.shape[0]),
+        rmse_energy_meV_per_atom=1e3 * rmse(np.concatenate(e_err), 0.0),
+        rmse_forces_eV_per_A=rmse(np.concatenate(f_err), 0.0),
         force_constant_error_percent=force_constant_error(lattice.force_constants_eV_per_A2, K),
         fit_time_s=fit_time,
-        bulk_energy_error_meV_per_atom=1e3 * abs(bulk_ml - lattice.bulk_energy_eV_per_atom))
+        bulk_energy_error_meV_per_atom=1e3 * abs(bulk_ml - lattice.bulk_energy_eV_per_atom),
+        rmse_energy_by_component_meV_per_atom=tuple(e_rmse),
+        rmse_forces_by_component_eV_per_A=tuple(f_rmse))
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
