@@ -25,7 +25,8 @@ def _cmd_run(args) -> int:
     from .lock import StoreLocked, store_lock  # noqa: PLC0415
     from .runner import run_sweep  # noqa: PLC0415
     from .spec import SpecError, load_spec  # noqa: PLC0415
-    from .store import StoreMismatch  # noqa: PLC0415
+    from .store import (StoreMismatch, grid_difference, open_store,  # noqa: PLC0415
+                        recover_interrupted_extension, verify_store)
 
     try:
         spec = load_spec(args.spec)
@@ -36,9 +37,14 @@ def _cmd_run(args) -> int:
     store.parent.mkdir(parents=True, exist_ok=True)
     print(f"sweep {spec.name}: {spec.n_points} points -> {store}")
     try:
-        with store_lock(store):  # refuse a second writer before starting any cluster
-            pass
-    except StoreLocked as e:
+        # refuse a second writer, another spec's store or a damaged one before any cluster starts
+        with store_lock(store):
+            recover_interrupted_extension(store)
+            if store.exists():
+                ds = open_store(store)
+                grid_difference(ds, spec)
+                verify_store(store, ds, spec)
+    except (StoreLocked, StoreMismatch) as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2
     with connect_from_args(args) as client:
@@ -59,7 +65,6 @@ def _cmd_run(args) -> int:
 def _cmd_status(args) -> int:
     import numpy as np  # noqa: PLC0415
 
-    from .spec import DIMENSIONS  # noqa: PLC0415
     from .store import STATUS_VALUES, open_store, point_status  # noqa: PLC0415
 
     if not Path(args.store).exists():
@@ -74,7 +79,7 @@ def _cmd_status(args) -> int:
             print(f"  {attr}: {ds.attrs[attr]}")
     errors = np.array(np.asarray(ds["error"].values).tolist(), dtype=str)
     for idx in np.argwhere(status == "failed"):
-        labels = {d: ds[d].values[i].item() for d, i in zip(DIMENSIONS, idx)}
+        labels = {d: ds[d].values[i].item() for d, i in zip(ds["status"].dims, idx)}
         print(f"  failed {labels}: {errors[tuple(idx)].splitlines()[0]}")
     return 0
 

@@ -39,7 +39,8 @@ def pending_points(ds, retry_failed: bool = False) -> list[st.PointIndex]:
     """Grid points still to compute, in grid order."""
     wanted = ["pending", "failed"] if retry_failed else ["pending"]
     todo = np.isin(st.point_status(ds), wanted)
-    return [st.PointIndex(tuple(int(i) for i in idx)) for idx in np.argwhere(todo)]
+    dims = tuple(ds["status"].dims)
+    return [st.PointIndex(tuple(int(i) for i in idx), dims) for idx in np.argwhere(todo)]
 
 
 def _failure_message(fut) -> str:
@@ -76,9 +77,15 @@ def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = Fals
 def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSummary:
     from distributed import as_completed  # noqa: PLC0415
 
+    st.recover_interrupted_extension(path)
     if path.exists():
         ds = st.open_store(path)
-        st.check_compatible(ds, spec)
+        added = st.grid_difference(ds, spec)  # refuses another spec's store
+        st.verify_store(path, ds, spec)  # refuses a damaged one
+        if added:
+            ds = st.extend_store(path, ds, spec)
+            summary_note = "; ".join(f"grid.{d} + {v}" for d, v in added.items())
+            print(f"extended the store's grid ({summary_note}); finished points are kept")
     else:
         ds = st.create_store(path, spec)
     todo = pending_points(ds, retry_failed)
@@ -103,11 +110,11 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
             pt = by_key[fut.key]
             if fut.status == "finished":
                 values = fut.result()
-                st.write_point(path, pt, values)
+                st.write_point(path, spec, pt, values)
                 summary.done += 1
             else:
                 msg = _failure_message(fut)
-                st.write_failure(path, pt, msg)
+                st.write_failure(path, spec, pt, msg)
                 summary.failed += 1
                 summary.failures.append((pt.labels(spec), msg.splitlines()[0]))
             graph.points.pop(pt)
@@ -123,8 +130,8 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
         for fut in graph.points.values():
             fut.cancel()
         attrs = {"run_finished_at": st._now()}
-        lat = graph.parents["lattice"]
-        if lat.status == "finished":
-            attrs["r0_A"] = float(lat.result().r0_A)
+        for name, (fut, getter) in graph.attr_sources.items():
+            if fut.status == "finished":
+                attrs[name] = getter(fut.result())
         st.update_attrs(path, **attrs)
     return summary

@@ -38,24 +38,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .experiment import EXPERIMENTS
+
 __all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "builtin_specs", "DIMENSIONS",
-           "EXPERIMENTS"]
+           "EXPERIMENTS", "POS_INT", "NONNEG_INT", "POS_FLOAT", "NONNEG_FLOAT", "STR", "INT_LIST",
+           "check_ace_table"]
 
-#: Dimensions of every result Dataset, in order.
+#: Dimensions every result Dataset has, in order (an experiment may add more after them).
 DIMENSIONS = ("defect", "n_defects", "L", "basis_size", "weights", "observations")
-
-#: Experiments this version can run, with the values their grids allow.
-EXPERIMENTS = {
-    "p1-point-defects-2d": {
-        "defect": ("vacancy",),
-        "n_defects": (1, 2, 3, 4),
-        "observations": ("E+F",),
-        "reference.model": ("fs-w-wang2014",),
-        "fit.solver": ("rrqr",),
-        "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire"),
-        "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
-    },
-}
 
 
 class SpecError(ValueError):
@@ -66,27 +56,18 @@ class SpecError(ValueError):
         super().__init__(f"spec field '{field}': {message}")
 
 
-# (type, constraint) of every fixed parameter; constraint is a predicate and its description.
-_POS_INT = (int, lambda v: v > 0, "a positive integer")
-_NONNEG_INT = (int, lambda v: v >= 0, "a non-negative integer")
-_POS_FLOAT = (float, lambda v: v > 0, "a positive number")
-_NONNEG_FLOAT = (float, lambda v: v >= 0, "a non-negative number")
-_STR = (str, lambda v: len(v) > 0, "a non-empty string")
-_INT_LIST = (list, lambda v: len(v) > 0 and all(isinstance(x, int) and not isinstance(x, bool)
-                                                and x >= 0 for x in v),
-             "a non-empty list of non-negative integers")
-
-_FIXED = {
-    "reference": {"model": _STR},
-    "simulation": {"size": _POS_INT},
-    "training": {"n_train": _POS_INT, "n_test": _POS_INT, "rattle_A": _POS_FLOAT,
-                 "seed": _NONNEG_INT},
-    "ace": {"cutoff_A": _POS_FLOAT, "radial_basis": _STR, "nradmax_by_orders": _INT_LIST,
-            "lmax_by_orders": _INT_LIST},
-    "fit": {"solver": _STR, "rtol": _POS_FLOAT},
-    "relax": {"fmax_eV_per_A": _POS_FLOAT, "max_steps": _POS_INT, "optimizer": _STR},
-}
-_TOP = {"name", "experiment", "description", "grid", "weights", *_FIXED}
+# Rules for fixed parameters: (type, predicate, description of what is allowed).
+POS_INT = (int, lambda v: v > 0, "a positive integer")
+NONNEG_INT = (int, lambda v: v >= 0, "a non-negative integer")
+POS_FLOAT = (float, lambda v: v > 0, "a positive number")
+NONNEG_FLOAT = (float, lambda v: v >= 0, "a non-negative number")
+STR = (str, lambda v: len(v) > 0, "a non-empty string")
+INT_LIST = (list, lambda v: len(v) > 0 and all(isinstance(x, int) and not isinstance(x, bool)
+                                               and x >= 0 for x in v),
+            "a non-empty list of non-negative integers")
+_GRID_RULES = {"n_defects": POS_INT, "L": POS_INT, "basis_size": POS_INT}
+_KIND_RULES = {int: POS_INT, float: POS_FLOAT, str: STR}
+_TOP_COMMON = {"name", "experiment", "description", "grid", "weights"}
 
 
 @dataclass(frozen=True)
@@ -97,12 +78,13 @@ class Spec:
     ----------
     name : str
     experiment : str
+        Name of a registered :class:`sweep.experiment.Experiment`.
     grid : dict
-        Dimension name → tuple of values, in :data:`DIMENSIONS` order.
+        Dimension name → tuple of values, in :attr:`dims` order.
     weights : dict
-        Weight-set name → {"energy": W_E, "forces": W_F}.
+        Weight-set name → {"energy": W_E, "forces": W_F, ...} (the experiment's weight fields).
     params : dict
-        The fixed tables (reference, simulation, training, ace, fit, relax).
+        The fixed tables (reference, simulation, training, ace, fit, relax, ...).
     text : str
         The TOML source, recorded in the store's provenance.
     """
@@ -116,9 +98,19 @@ class Spec:
     text: str
 
     @property
+    def definition(self):
+        """The registered :class:`sweep.experiment.Experiment` of this spec."""
+        return EXPERIMENTS[self.experiment]
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dimensions of the result: :data:`DIMENSIONS` then the experiment's extra ones."""
+        return DIMENSIONS + tuple(d.name for d in self.definition.extra_dims)
+
+    @property
     def shape(self) -> tuple[int, ...]:
         """Number of values along each dimension."""
-        return tuple(len(self.grid[d]) for d in DIMENSIONS)
+        return tuple(len(self.grid[d]) for d in self.dims)
 
     @property
     def n_points(self) -> int:
@@ -152,26 +144,41 @@ def _allowed(field: str, value, allowed):
                                f"{', '.join(map(repr, allowed))}")
 
 
+def check_ace_table(ace: dict) -> None:
+    """Cross-field checks of an ``[ace]`` table (shared by every experiment that fits ACE)."""
+    if len(ace["nradmax_by_orders"]) != len(ace["lmax_by_orders"]):
+        raise SpecError("ace.lmax_by_orders", "must have as many entries as nradmax_by_orders")
+
+
 def parse_spec(text: str, source: str = "<spec>") -> Spec:
-    """Parse and validate a spec from TOML text; raises :class:`SpecError` on any problem."""
+    """Parse and validate a spec from TOML text; raises :class:`SpecError` on any problem.
+
+    The experiment named by the spec decides which tables, fields, weight fields and grid
+    dimensions are required and which values they allow (:mod:`sweep.experiment`).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError("<toml>", f"{source} is not valid TOML: {e}") from None
-    for key in raw:
-        if key not in _TOP:
-            raise SpecError(key, f"unknown top-level field; allowed: {', '.join(sorted(_TOP))}")
-    for key in ("name", "experiment", "grid", "weights", *_FIXED):
-        if key not in raw:
-            raise SpecError(key, "missing (required)")
-    name = _check("name", raw["name"], *_STR)
+    if "experiment" not in raw:
+        raise SpecError("experiment", "missing (required); registered experiments: "
+                                      f"{', '.join(EXPERIMENTS)}")
     experiment = raw["experiment"]
     _allowed("experiment", experiment, tuple(EXPERIMENTS))
-    allowed = EXPERIMENTS[experiment]
+    exp = EXPERIMENTS[experiment]
+    allowed = exp.allowed
+    top = _TOP_COMMON | set(exp.fixed)
+    for key in raw:
+        if key not in top:
+            raise SpecError(key, f"unknown top-level field; allowed: {', '.join(sorted(top))}")
+    for key in ("name", "grid", "weights", *exp.fixed):
+        if key not in raw and key not in exp.optional:
+            raise SpecError(key, "missing (required)")
+    name = _check("name", raw["name"], *STR)
 
     params = {}
-    for table, fields in _FIXED.items():
-        got = raw[table]
+    for table, fields in exp.fixed.items():
+        got = raw.get(table, {})
         if not isinstance(got, dict):
             raise SpecError(table, "must be a table")
         for key in got:
@@ -179,33 +186,46 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
                 raise SpecError(f"{table}.{key}", f"unknown field; allowed: {', '.join(fields)}")
         params[table] = {}
         for key, rule in fields.items():
+            dotted = f"{table}.{key}"
             if key not in got:
-                raise SpecError(f"{table}.{key}", "missing (required)")
-            params[table][key] = _check(f"{table}.{key}", got[key], *rule)
-            if f"{table}.{key}" in allowed:
-                _allowed(f"{table}.{key}", params[table][key], allowed[f"{table}.{key}"])
+                if dotted in exp.optional:
+                    params[table][key] = exp.optional[dotted]
+                    continue
+                raise SpecError(dotted, "missing (required)")
+            params[table][key] = _check(dotted, got[key], *rule)
+            if dotted in allowed:
+                _allowed(dotted, params[table][key], allowed[dotted])
 
     weights = {}
+    wfields = exp.all_weight_fields
     if not isinstance(raw["weights"], dict) or not raw["weights"]:
         raise SpecError("weights", "must hold at least one [weights.NAME] table")
     for wname, table in raw["weights"].items():
         if not isinstance(table, dict):
-            raise SpecError(f"weights.{wname}", "must be a table with 'energy' and 'forces'")
+            raise SpecError(f"weights.{wname}", f"must be a table with {', '.join(wfields)}")
         for key in table:
-            if key not in ("energy", "forces"):
-                raise SpecError(f"weights.{wname}.{key}", "unknown field; allowed: energy, forces")
-        weights[wname] = {k: _check(f"weights.{wname}.{k}", table.get(k), *_NONNEG_FLOAT)
-                          if k in table else _missing(f"weights.{wname}.{k}")
-                          for k in ("energy", "forces")}
+            if key not in wfields:
+                raise SpecError(f"weights.{wname}.{key}",
+                                f"unknown field; allowed: {', '.join(wfields)}")
+        weights[wname] = {}
+        for k in wfields:
+            if k in table:
+                weights[wname][k] = _check(f"weights.{wname}.{k}", table[k], *NONNEG_FLOAT)
+            elif k in exp.optional_weight_fields:
+                weights[wname][k] = float(exp.optional_weight_fields[k])
+            else:
+                raise SpecError(f"weights.{wname}.{k}", "missing (required)")
 
     grid_raw = raw["grid"]
     if not isinstance(grid_raw, dict):
         raise SpecError("grid", "must be a table")
+    dims = DIMENSIONS + tuple(d.name for d in exp.extra_dims)
+    rules = {**_GRID_RULES, **{d.name: _KIND_RULES[d.kind] for d in exp.extra_dims}}
     for key in grid_raw:
-        if key not in DIMENSIONS:
-            raise SpecError(f"grid.{key}", f"unknown dimension; allowed: {', '.join(DIMENSIONS)}")
+        if key not in dims:
+            raise SpecError(f"grid.{key}", f"unknown dimension; allowed: {', '.join(dims)}")
     grid = {}
-    for dim in DIMENSIONS:
+    for dim in dims:
         values = grid_raw.get(dim)
         if values is None:
             raise SpecError(f"grid.{dim}", "missing (required; give a list of values)")
@@ -213,27 +233,21 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
             raise SpecError(f"grid.{dim}", f"must be a non-empty list, got {values!r}")
         if len(set(map(str, values))) != len(values):
             raise SpecError(f"grid.{dim}", f"values must be distinct, got {values!r}")
+        checked = []
         for k, v in enumerate(values):
             f = f"grid.{dim}[{k}]"
-            if dim in ("n_defects", "L", "basis_size"):
-                _check(f, v, *_POS_INT)
-            else:
-                _check(f, v, *_STR)
+            v = _check(f, v, *rules.get(dim, STR))
             if dim in allowed:
                 _allowed(f, v, allowed[dim])
             if dim == "weights" and v not in weights:
                 raise SpecError(f, f"names no [weights.{v}] table; defined: {', '.join(weights)}")
-        grid[dim] = tuple(values)
+            checked.append(v)
+        grid[dim] = tuple(checked)
 
-    size = params["simulation"]["size"]
-    for k, L in enumerate(grid["L"]):
-        if 2 * L > size and max(grid["n_defects"]) > 1:
-            raise SpecError(f"grid.L[{k}]", f"L = L_D = {L} r0 needs simulation.size >= {2 * L} r0 "
-                                            f"(got {size}) so that defects are nearer each other "
-                                            "than their periodic images")
-    if len(params["ace"]["nradmax_by_orders"]) != len(params["ace"]["lmax_by_orders"]):
-        raise SpecError("ace.lmax_by_orders", "must have as many entries as nradmax_by_orders")
-    return Spec(name, experiment, str(raw.get("description", "")), grid, weights, params, text)
+    spec = Spec(name, experiment, str(raw.get("description", "")), grid, weights, params, text)
+    if exp.check is not None:
+        exp.check(spec)
+    return spec
 
 
 def _missing(field):
@@ -258,3 +272,7 @@ def load_spec(name_or_path: str) -> Spec:
                                   f"({', '.join(builtins)}) nor an existing file")
     return parse_spec(path.read_text(), str(path))
 
+
+
+# Register the built-in experiments (they import this module's rules, so this comes last).
+from . import experiments  # noqa: E402, F401

@@ -2,14 +2,15 @@
 
 Layout
 ------
-Dimensions are :data:`sweep.spec.DIMENSIONS`; every data variable spans all six, chunked with
-size 1 along each, so every grid point owns its chunks and a write can never clobber another
+Dimensions are the spec's (:attr:`sweep.spec.Spec.dims`: the six common ones, then any the
+experiment adds); every data variable spans all of them, chunked with size 1 along each, so every grid point owns its chunks and a write can never clobber another
 point's values. The full template (all points ``pending``, floats NaN, ints −1) is written before
 any work starts; each finished point is then written by region from ONE writer (the client):
 first its values, then, in a second call, its ``status`` — the commit marker. A crash therefore
 loses nothing finished, and a point whose status is ``done`` has all its values.
 
-Variables, units and meanings are in :data:`VARIABLES`; provenance is in the Dataset attrs.
+Variables, units and meanings are in :data:`VARIABLES` (plus the experiment's own, see
+:func:`variables_for`); provenance is in the Dataset attrs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .spec import DIMENSIONS, Spec
+from .spec import Spec
 
-__all__ = ["VARIABLES", "COORD_ATTRS", "StoreMismatch", "PointIndex", "create_store",
-           "open_store", "check_compatible", "point_status", "write_point", "write_failure",
+__all__ = ["VARIABLES", "COORD_ATTRS", "variables_for", "StoreMismatch", "PointIndex", "create_store",
+           "open_store", "check_compatible", "grid_difference", "extend_store", "verify_store",
+           "recover_interrupted_extension", "StoreDamaged", "point_status", "write_point", "write_failure",
            "update_attrs", "SEEDS_POLICY", "STATUS_VALUES"]
 
 STATUS_VALUES = ("pending", "done", "failed")
@@ -72,8 +74,6 @@ COORD_ATTRS = {
     "basis_size": {"long_name": "requested number of ACE basis functions", "units": "1"},
     "weights": {"long_name": "weight set", "units": "1"},
     "observations": {"long_name": "observation set fitted", "units": "1"},
-    "weight_energy": {"long_name": "energy weight W_E (on energies per atom)", "units": "1"},
-    "weight_forces": {"long_name": "force weight W_F", "units": "1"},
 }
 
 SEEDS_POLICY = ("Every random number comes from numpy's default_rng seeded with an integer "
@@ -85,31 +85,46 @@ class StoreMismatch(RuntimeError):
     """An existing store was written by a different spec (or is damaged)."""
 
 
+class StoreDamaged(StoreMismatch):
+    """An existing store's metadata or finished chunks cannot be read."""
+
+
 @dataclass(frozen=True)
 class PointIndex:
-    """Integer position of one grid point along each dimension."""
+    """Integer position ``idx`` of one grid point along each of the dimensions ``dims``."""
 
     idx: tuple[int, ...]
+    dims: tuple[str, ...]
 
     def region(self) -> dict:
-        return {d: slice(i, i + 1) for d, i in zip(DIMENSIONS, self.idx)}
+        return {d: slice(i, i + 1) for d, i in zip(self.dims, self.idx)}
 
     def labels(self, spec: Spec) -> dict:
-        return {d: spec.grid[d][i] for d, i in zip(DIMENSIONS, self.idx)}
+        return {d: spec.grid[d][i] for d, i in zip(self.dims, self.idx)}
+
+
+def variables_for(spec: Spec) -> dict:
+    """Every stored variable of ``spec``: the common ones, the experiment's, then status/error."""
+    common = {k: v for k, v in VARIABLES.items() if k not in ("status", "error")}
+    return {**common, **spec.definition.variables,
+            "status": VARIABLES["status"], "error": VARIABLES["error"]}
 
 
 def _coords(spec: Spec) -> dict:
     coords = {}
-    for d in DIMENSIONS:
+    extra = {d.name: d.attrs for d in spec.definition.extra_dims}
+    for d in spec.dims:
         vals = spec.grid[d]
-        arr = np.array(vals, dtype=_STR) if isinstance(vals[0], str) else np.array(vals, "i8")
-        coords[d] = xr.Variable(d, arr, COORD_ATTRS[d])
-    coords["weight_energy"] = xr.Variable(
-        "weights", np.array([spec.weights[w]["energy"] for w in spec.grid["weights"]]),
-        COORD_ATTRS["weight_energy"])
-    coords["weight_forces"] = xr.Variable(
-        "weights", np.array([spec.weights[w]["forces"] for w in spec.grid["weights"]]),
-        COORD_ATTRS["weight_forces"])
+        if isinstance(vals[0], str):
+            arr = np.array(vals, dtype=_STR)
+        else:
+            arr = np.array(vals, "f8" if isinstance(vals[0], float) else "i8")
+        coords[d] = xr.Variable(d, arr, COORD_ATTRS.get(d) or extra[d])
+    for f in spec.definition.all_weight_fields:
+        long_name, units = spec.definition.weight_attrs.get(f, (f"weight of {f}", "1"))
+        coords[f"weight_{f}"] = xr.Variable(
+            "weights", np.array([spec.weights[w][f] for w in spec.grid["weights"]]),
+            {"long_name": long_name, "units": units})
     return coords
 
 
@@ -142,9 +157,9 @@ def template(spec: Spec) -> xr.Dataset:
     """The all-pending Dataset of a spec (values NaN / −1, status ``pending``)."""
     shape = spec.shape
     data_vars = {}
-    for name, (dtype, units, long_name, fill) in VARIABLES.items():
+    for name, (dtype, units, long_name, fill) in variables_for(spec).items():
         data = np.full(shape, fill, dtype=dtype)
-        data_vars[name] = xr.Variable(DIMENSIONS, data, {"units": units, "long_name": long_name})
+        data_vars[name] = xr.Variable(spec.dims, data, {"units": units, "long_name": long_name})
     ds = xr.Dataset(data_vars, coords=_coords(spec))
     ds.attrs = {
         "title": f"MLIP generalisation sweep {spec.name}",
@@ -153,7 +168,7 @@ def template(spec: Spec) -> xr.Dataset:
         "spec_toml": spec.text,
         "spec_fingerprint": spec.fingerprint(),
         "fixed_parameters": json.dumps(spec.fixed_parameters(), sort_keys=True),
-        "spatial_dimension": 2,
+        "spatial_dimension": spec.definition.spatial_dimension,
         "seeds_policy": SEEDS_POLICY,
         "package_versions": json.dumps(_package_versions(), sort_keys=True),
         "git_commit": _git_commit(),
@@ -168,9 +183,10 @@ def _now() -> str:
 
 
 def _encoding(ds: xr.Dataset) -> dict:
-    enc = {name: {"chunks": (1,) * len(DIMENSIONS)} for name in ds.data_vars}
-    for name in ("n_basis", "rank", "n_observations", "relax_steps"):
-        enc[name]["_FillValue"] = None  # ints are never missing: −1 marks "not computed"
+    enc = {name: {"chunks": (1,) * ds[name].ndim} for name in ds.data_vars}
+    for name in ds.data_vars:
+        if ds[name].dtype.kind == "i":
+            enc[name]["_FillValue"] = None  # ints are never missing: −1 marks "not computed"
     return enc
 
 
@@ -181,23 +197,48 @@ def create_store(path: str | os.PathLike, spec: Spec) -> xr.Dataset:
     complete or not at all.
     """
     ds = template(spec)
-    path = Path(path)
+    _write_whole(ds, Path(path))
+    return ds
+
+
+def _write_whole(ds: xr.Dataset, path: Path) -> Path:
+    """Write ``ds`` to a temporary store beside ``path``; return the temporary path (renamed
+    into place when ``path`` does not exist yet)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     ds.to_zarr(tmp, mode="w-", encoding=_encoding(ds), consolidated=True,
-               zarr_format=ZARR_FORMAT)
-    os.rename(tmp, path)
-    return ds
+               zarr_format=ZARR_FORMAT, write_empty_chunks=True)
+    if not path.exists():
+        os.rename(tmp, path)
+        return path
+    return tmp
 
 
 def open_store(path: str | os.PathLike) -> xr.Dataset:
-    """Open a store eagerly enough to read statuses (no dask)."""
-    return xr.open_zarr(path, chunks=None, consolidated=True)
+    """Open a store eagerly enough to read statuses (no dask).
+
+    Raises
+    ------
+    StoreDamaged
+        When its metadata cannot be read.
+    """
+    try:
+        return xr.open_zarr(path, chunks=None, consolidated=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable metadata is damage, say which
+        raise StoreDamaged(f"the store {path} is damaged: its metadata cannot be read "
+                           f"({type(e).__name__}: {e}). It will not be overwritten; move it "
+                           "aside to start a new sweep, or restore it from a backup.") from e
 
 
-def check_compatible(ds: xr.Dataset, spec: Spec) -> None:
-    """Refuse a store written by another spec; say what differs."""
+def _grid_values(ds: xr.Dataset, d: str) -> list:
+    return [v.item() if hasattr(v, "item") else v for v in ds[d].values]
+
+
+def grid_difference(ds: xr.Dataset, spec: Spec) -> dict:
+    """Per dimension, the spec's values the store lacks (an extension); raises
+    :class:`StoreMismatch` if the store was written by another spec or holds values the spec
+    dropped (which an extension would lose)."""
     problems = []
     if ds.attrs.get("spec_fingerprint") != spec.fingerprint():
         old = json.loads(ds.attrs.get("fixed_parameters", "{}"))
@@ -206,20 +247,120 @@ def check_compatible(ds: xr.Dataset, spec: Spec) -> None:
                      for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if not problems:
             problems.append("the fixed parameters differ (fingerprint mismatch)")
-    for d in DIMENSIONS:
-        if d not in ds.sizes:
-            problems.append(f"dimension {d!r} missing from the store")
-            continue
-        have = [v.item() if hasattr(v, "item") else v for v in ds[d].values]
-        want = list(spec.grid[d])
-        if [str(v) for v in have] != [str(v) for v in want]:
-            problems.append(f"grid.{d}: store has {have}, spec has {want}")
-    missing = [v for v in VARIABLES if v not in ds.data_vars]
+    added = {}
+    store_dims = tuple(ds["status"].dims) if "status" in ds else ()
+    if store_dims != spec.dims:
+        problems.append(f"dimensions: store has {list(store_dims)}, spec has {list(spec.dims)}")
+    else:
+        for d in spec.dims:
+            have = [str(v) for v in _grid_values(ds, d)]
+            want = [str(v) for v in spec.grid[d]]
+            dropped = [v for v in have if v not in want]
+            if dropped:
+                problems.append(f"grid.{d}: the spec drops {dropped} that the store holds "
+                                f"(store has {have}, spec has {want})")
+            new_values = [v for v in want if v not in have]
+            if new_values:
+                added[d] = new_values
+    missing = [v for v in variables_for(spec) if v not in ds.data_vars]
     if missing:
         problems.append(f"variables missing from the store: {missing}")
     if problems:
         raise StoreMismatch("the store was written by a different spec and will not be "
                             "overwritten:\n  " + "\n  ".join(problems))
+    return added
+
+
+def check_compatible(ds: xr.Dataset, spec: Spec) -> None:
+    """Refuse a store written by another spec, or whose grid differs from the spec's; say what
+    differs. (A grid the spec only extends is accepted by :func:`extend_store`.)"""
+    added = grid_difference(ds, spec)
+    if added:
+        raise StoreMismatch("the spec extends the store's grid ("
+                            + "; ".join(f"grid.{d} adds {v}" for d, v in added.items())
+                            + "): run it through `sweep run`, which extends the store")
+
+
+def _backup_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.before-extension")
+
+
+def recover_interrupted_extension(path: str | os.PathLike) -> None:
+    """If a run died between the two renames of :func:`extend_store`, put the old store back."""
+    path = Path(path)
+    backup = _backup_path(path)
+    if backup.exists():
+        if path.exists():
+            shutil.rmtree(backup)  # the new store is complete; the backup is surplus
+        else:
+            os.rename(backup, path)
+
+
+def extend_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> xr.Dataset:
+    """Rewrite the store for ``spec``'s larger grid, keeping every point already written.
+
+    The new template is filled with the old store's values at the old labels, written beside the
+    store, and swapped in by two renames (old → backup, new → path); the backup is removed last,
+    and :func:`recover_interrupted_extension` undoes a crash between the renames.
+    """
+    path = Path(path)
+    old = ds.load()
+    new = template(spec)
+    new.attrs.update({k: v for k, v in old.attrs.items()
+                      if k in ("created_at", "r0_A") or k.startswith("cluster_")})
+    history = json.loads(old.attrs.get("extensions", "[]"))
+    history.append({"at": _now(), "added": grid_difference(old, spec)})
+    new.attrs["extensions"] = json.dumps(history)
+    where = {d: [str(v) for v in new[d].values] for d in spec.dims}
+    index = tuple(np.array([where[d].index(str(v)) for v in _grid_values(old, d)])
+                  for d in spec.dims)
+    for name in variables_for(spec):
+        arr = np.array(new[name].values)
+        arr[np.ix_(*index)] = np.asarray(old[name].values, dtype=arr.dtype)
+        new[name] = new[name].copy(data=arr)
+    tmp = _write_whole(new, path)
+    backup = _backup_path(path)
+    os.rename(path, backup)
+    os.rename(tmp, path)
+    shutil.rmtree(backup)
+    return open_store(path)
+
+
+def verify_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> None:
+    """Refuse a damaged store: every array's own metadata must parse, and every finished
+    (done or failed) point must have the chunks of every variable.
+
+    Raises
+    ------
+    StoreDamaged
+        Naming what is damaged and which points it touches.
+    """
+    path = Path(path)
+    problems = []
+    for name in variables_for(spec):
+        meta = path / name / ".zarray"
+        try:
+            json.loads(meta.read_text())
+        except (OSError, ValueError) as e:
+            problems.append(f"{meta.relative_to(path.parent)}: unreadable ({e})")
+    status = point_status(ds)
+    finished = np.argwhere(np.isin(status, ["done", "failed"]))
+    for name in variables_for(spec):
+        folder = path / name
+        if not folder.is_dir():
+            continue
+        present = {f.name for f in folder.iterdir()}
+        lost = [tuple(int(i) for i in idx) for idx in finished
+                if ".".join(str(int(i)) for i in idx) not in present]
+        if lost:
+            labels = [{d: spec.grid[d][i] for d, i in zip(spec.dims, idx)} for idx in lost[:3]]
+            more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+            problems.append(f"{name}: chunks of {len(lost)} finished point(s) are missing, "
+                            f"e.g. {labels}{more}")
+    if problems:
+        raise StoreDamaged(f"the store {path} is damaged and will not be written to:\n  "
+                           + "\n  ".join(problems) + "\nMove it aside to start a new sweep, "
+                           "or restore it from a backup.")
 
 
 def point_status(ds: xr.Dataset) -> np.ndarray:
@@ -227,29 +368,37 @@ def point_status(ds: xr.Dataset) -> np.ndarray:
     return np.array(np.asarray(ds["status"].values).tolist(), dtype=str)
 
 
-def _point_dataset(values: dict, names) -> xr.Dataset:
+def _point_dataset(values: dict, names, variables: dict, dims: tuple) -> xr.Dataset:
     data = {}
     for name in names:
-        dtype = VARIABLES[name][0]
-        data[name] = (DIMENSIONS, np.full((1,) * len(DIMENSIONS), values[name], dtype=dtype))
+        dtype = variables[name][0]
+        data[name] = (dims, np.full((1,) * len(dims), values[name], dtype=dtype))
     return xr.Dataset(data)
 
 
-def write_point(path, point: PointIndex, values: dict) -> None:
+def _write_region(ds: xr.Dataset, path, point: PointIndex) -> None:
+    ds.to_zarr(path, region=point.region(), consolidated=True, write_empty_chunks=True)
+
+
+def write_point(path, spec: Spec, point: PointIndex, values: dict) -> None:
     """Write one finished point: its values, then (second call) ``status = done``."""
-    names = [n for n in VARIABLES if n not in ("status", "error")]
-    _point_dataset({**{n: VARIABLES[n][3] for n in names}, **values}, names).to_zarr(
-        path, region=point.region(), consolidated=True)
-    _point_dataset({"status": "done", "error": ""}, ["error", "status"]).to_zarr(
-        path, region=point.region(), consolidated=True)
+    variables = variables_for(spec)
+    names = [n for n in variables if n not in ("status", "error")]
+    _write_region(_point_dataset({**{n: variables[n][3] for n in names}, **values}, names,
+                                 variables, point.dims), path, point)
+    _write_region(_point_dataset({"status": "done", "error": ""}, ["error", "status"],
+                                 variables, point.dims), path, point)
 
 
-def write_failure(path, point: PointIndex, message: str) -> None:
-    """Record a failed point: its message, then ``status = failed``."""
-    _point_dataset({"error": message}, ["error"]).to_zarr(path, region=point.region(),
-                                                          consolidated=True)
-    _point_dataset({"status": "failed"}, ["status"]).to_zarr(path, region=point.region(),
-                                                             consolidated=True)
+def write_failure(path, spec: Spec, point: PointIndex, message: str) -> None:
+    """Record a failed point: its values reset to unfinished, its message, then
+    ``status = failed``."""
+    variables = variables_for(spec)
+    names = [n for n in variables if n != "status"]
+    _write_region(_point_dataset({**{n: variables[n][3] for n in names}, "error": message},
+                                 names, variables, point.dims), path, point)
+    _write_region(_point_dataset({"status": "failed"}, ["status"], variables, point.dims),
+                  path, point)
 
 
 def update_attrs(path, **attrs) -> None:

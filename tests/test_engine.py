@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -116,9 +117,10 @@ def test_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     """Points whose training cell (L = 4: 15 atoms) makes the kernel raise are stored as failed
     with the message; the L = 5 points (24 atoms) finish. Threads, so the registry is shared."""
     monkeypatch.setitem(tasks.REFERENCE_MODELS, "fails-on-small-cells", _failing_model)
-    allowed = dict(spec_module.EXPERIMENTS["p1-point-defects-2d"])
-    allowed["reference.model"] = ("fs-w-wang2014", "fails-on-small-cells")
-    monkeypatch.setitem(spec_module.EXPERIMENTS, "p1-point-defects-2d", allowed)
+    exp = spec_module.EXPERIMENTS["p1-point-defects-2d"]
+    allowed = {**exp.allowed, "reference.model": ("fs-w-wang2014", "fails-on-small-cells")}
+    monkeypatch.setitem(spec_module.EXPERIMENTS, "p1-point-defects-2d",
+                        dataclasses.replace(exp, allowed=allowed))
     spec = parse_spec(tiny_spec_text().replace('model = "fs-w-wang2014"',
                                                'model = "fails-on-small-cells"'))
     path = tmp_path / "failing.zarr"

@@ -1,0 +1,94 @@
+"""P1's point-defect experiment: vacancies in the 2D triangular lattice (P1 §4.1, Table 2).
+
+Stages and what they share (tasks in :mod:`sweep.tasks`, kernels in
+:mod:`kernels.point_defects`):
+
+==========================  ===========================================  =====================
+task                        one per                                      feeds
+==========================  ===========================================  =====================
+``lattice``                 sweep (r0, bulk energy, force constants)     everything
+``simulation``              (defect, n_defects, L)                       points
+``training``                (defect, L)                                  design rows, fits
+``design``                  (defect, L, basis_size)                      fits
+``fit``                     (defect, L, basis_size, weights, observ.)    points
+``point``                   grid point (fit × simulation cell)           the store
+==========================  ===========================================  =====================
+"""
+
+from __future__ import annotations
+
+from .. import tasks
+from ..experiment import Experiment, register
+from ..seeds import derive_seed
+from ..spec import (NONNEG_INT, POS_FLOAT, POS_INT, STR, INT_LIST, SpecError, check_ace_table)
+
+__all__ = ["EXPERIMENT", "FIXED", "training_seeds", "build"]
+
+#: The fixed-parameter tables of a P1 spec (other experiments start from these).
+FIXED = {
+    "reference": {"model": STR},
+    "simulation": {"size": POS_INT},
+    "training": {"n_train": POS_INT, "n_test": POS_INT, "rattle_A": POS_FLOAT,
+                 "seed": NONNEG_INT},
+    "ace": {"cutoff_A": POS_FLOAT, "radial_basis": STR, "nradmax_by_orders": INT_LIST,
+            "lmax_by_orders": INT_LIST},
+    "fit": {"solver": STR, "rtol": POS_FLOAT},
+    "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
+}
+
+ALLOWED = {
+    "defect": ("vacancy",),
+    "n_defects": (1, 2, 3, 4),
+    "observations": ("E+F",),
+    "reference.model": tuple(tasks.REFERENCE_MODELS),
+    "fit.solver": ("rrqr",),
+    "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire"),
+    "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
+}
+
+
+def training_seeds(spec, defect: str, L: int) -> tuple[int, int]:
+    """Seeds of the training and test sets of one training cell (see store.SEEDS_POLICY)."""
+    base = (spec.params["training"]["seed"], spec.experiment, defect, int(L))
+    return derive_seed(*base, "train"), derive_seed(*base, "test")
+
+
+def check(spec) -> None:
+    """Defects must be nearer each other than their periodic images; ACE table consistent."""
+    size = spec.params["simulation"]["size"]
+    for k, L in enumerate(spec.grid["L"]):
+        if 2 * L > size and max(spec.grid["n_defects"]) > 1:
+            raise SpecError(f"grid.L[{k}]", f"L = L_D = {L} r0 needs simulation.size >= {2 * L} r0 "
+                                            f"(got {size}) so that defects are nearer each other "
+                                            "than their periodic images")
+    check_ace_table(spec.params["ace"])
+
+
+def build(submit, spec, todo):
+    """Submit the stages of the grid points ``todo``; see the module docstring."""
+    p = spec.params
+    ref = p["reference"]["model"]
+    points, parents = {}, {}
+    lat = submit("lattice", (ref,), tasks.lattice, ref)
+    for point in todo:
+        c = point.labels(spec)
+        defect, n_d, L, B = c["defect"], c["n_defects"], c["L"], c["basis_size"]
+        w, obs = c["weights"], c["observations"]
+        sim = submit("simulation", (defect, n_d, L), tasks.simulation, ref, lat,
+                     p["simulation"]["size"], [defect] * n_d, L, p["relax"])
+        seeds = training_seeds(spec, defect, L)
+        data = submit("training", (defect, L), tasks.training, ref, lat, L, defect,
+                      p["training"], *seeds, p["relax"])
+        rows = submit("design", (defect, L, B), tasks.design, p["ace"], B, data)
+        fitted = submit("fit", (defect, L, B, w, obs), tasks.fit, p["ace"], B, rows, data, lat,
+                        spec.weights[w], p["fit"])
+        points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point, p["ace"], B,
+                               fitted, sim, lat, p["relax"])
+        parents[point] = (fitted, rows, data, sim)
+    return points, parents, {"r0_A": (lat, lambda lattice: float(lattice.r0_A))}
+
+
+EXPERIMENT = register(Experiment(
+    name="p1-point-defects-2d",
+    description="vacancies in the 2D triangular lattice, FS W reference (P1 §4.1)",
+    fixed=FIXED, allowed=ALLOWED, build=build, check=check, spatial_dimension=2))
