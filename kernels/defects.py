@@ -29,11 +29,14 @@ import numpy as np
 
 from .lattice import primitive_vectors, site_index, triangular_cell, triangular_sites
 
-__all__ = ["defect_offsets", "defect_sites", "point_defect_cell", "site_occupancy", "MAX_DEFECTS"]
+__all__ = ["defect_offsets", "defect_sites", "point_defect_cell", "site_occupancy", "MAX_DEFECTS",
+           "KINDS"]
 
 _OFFSETS = {1: [(0, 0)], 2: [(0, 0), (1, 0)], 3: [(0, 0), (1, 0), (0, 1)],
             4: [(0, 0), (1, 0), (0, 1), (1, 1)]}
 MAX_DEFECTS = max(_OFFSETS)
+#: The point-defect kinds :func:`point_defect_cell` builds.
+KINDS = ("vacancy", "interstitial")
 
 
 def defect_offsets(n_defects: int, separation: int) -> np.ndarray:
@@ -77,7 +80,7 @@ def point_defect_cell(n: int, r0_A: float, kinds: list[str], separation: int
         Rows of the perfect cell (:func:`triangular_sites`) that were removed (vacancies).
     """
     for k in kinds:
-        if k not in ("vacancy", "interstitial"):
+        if k not in KINDS:
             raise ValueError(f"unknown point defect kind {k!r}; allowed: 'vacancy', 'interstitial'")
     sites = defect_sites(n, len(kinds), separation)
     perfect = triangular_sites(n, r0_A)

@@ -14,7 +14,7 @@ from kernels.ace import ACEBasis, ace_potential_config
 from kernels.finnis_sinclair import wang2014_tungsten
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
-           "basis_for"]
+           "basis_for", "fit_union", "point_union"]
 
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten}
@@ -88,3 +88,30 @@ def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
     }
 
+
+
+def fit_union(ace: dict, basis_size: int, components: list, lat: pdk.LatticeReference,
+              fit_params: dict) -> tuple[pdk.FitResult, float, tuple]:
+    """One fit on the union of several training cells.
+
+    ``components`` lists ``(name, rows, data, (W_E, W_F))`` per cell. Returns the fit, the
+    summed build time (s) of the cells' design rows, and the component names (the order of the
+    fit's per-component RMSEs).
+    """
+    comps = [pdk.TrainingComponent(name, rows, data, float(w[0]), float(w[1]))
+             for name, rows, data, w in components]
+    fitted = pdk.fit_union(basis_for(ace, basis_size), comps, lat, fit_params["rtol"])
+    return fitted, sum(c.rows.time_s for c in comps), tuple(c.name for c in comps)
+
+
+def point_union(ace: dict, basis_size: int, fit_time_names: tuple, sim: pdk.SimulationReference,
+                lat: pdk.LatticeReference, relax: dict) -> dict:
+    """:func:`point` for a union fit, plus each component's test RMSEs
+    (``rmse_energy_<name>`` in meV/atom, ``rmse_forces_<name>`` in eV/Å)."""
+    fitted, rows_time_s, names = fit_time_names
+    values = point(ace, basis_size, (fitted, rows_time_s), sim, lat, relax)
+    for name, e, f in zip(names, fitted.rmse_energy_by_component_meV_per_atom,
+                          fitted.rmse_forces_by_component_eV_per_A):
+        values[f"rmse_energy_{name}"] = e
+        values[f"rmse_forces_{name}"] = f
+    return values
