@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lattice import primitive_vectors, site_index, triangular_cell, triangular_sites
+from .lattice import TRIANGULAR, Crystal
 
 __all__ = ["defect_offsets", "defect_sites", "point_defect_cell", "site_occupancy", "MAX_DEFECTS",
            "KINDS"]
@@ -39,36 +39,43 @@ MAX_DEFECTS = max(_OFFSETS)
 KINDS = ("vacancy", "interstitial")
 
 
-def defect_offsets(n_defects: int, separation: int) -> np.ndarray:
-    """Integer lattice offsets (n_defects, 2) of the defect pattern with side ``separation``."""
+def defect_offsets(n_defects: int, separation: int, dimension: int = 2) -> np.ndarray:
+    """Integer lattice offsets (n_defects, dimension) of the defect pattern with side
+    ``separation`` (in 3D the pattern lies in the plane of the first two lattice vectors)."""
     if n_defects not in _OFFSETS:
         raise ValueError(f"n_defects must be one of {sorted(_OFFSETS)}, got {n_defects}")
-    return separation * np.array(_OFFSETS[n_defects], dtype=int)
+    off = np.zeros((n_defects, dimension), dtype=int)
+    off[:, :2] = _OFFSETS[n_defects]
+    return separation * off
 
 
-def defect_sites(n: int, n_defects: int, separation: int) -> np.ndarray:
-    """Lattice coordinates (n_defects, 2) of the defect sites in an n × n cell."""
+def defect_sites(n: int, n_defects: int, separation: int, dimension: int = 2) -> np.ndarray:
+    """Lattice coordinates (n_defects, dimension) of the defect sites in an n-cell supercell."""
     if n_defects > 1 and 2 * separation > n:
-        raise ValueError(f"separation {separation} r0 needs a cell of at least {2 * separation} r0, "
-                         f"got {n}: defects would be closer to images than to each other")
+        raise ValueError(f"separation {separation} needs a cell of at least {2 * separation} "
+                         f"lattice units, got {n}: defects would be closer to images than to "
+                         "each other")
     c = n // 2 - separation // 2 if n_defects > 1 else n // 2
-    return (defect_offsets(n_defects, separation) + c) % n
+    return (defect_offsets(n_defects, separation, dimension) + c) % n
 
 
-def point_defect_cell(n: int, r0_A: float, kinds: list[str], separation: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An n × n triangular cell with point defects of the given kinds on the pattern above.
+def point_defect_cell(n: int, r0_A: float, kinds: list[str], separation: int,
+                      crystal: Crystal = TRIANGULAR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An n-cell supercell of ``crystal`` with point defects of the given kinds on the pattern
+    above (the triangular lattice by default: n × n sites).
 
     Parameters
     ----------
     n : int
-        Cell size in lattice spacings (the cell holds n² sites before defects).
+        Cell size in lattice units (triangular: n² sites; diamond: n³ cubic cells).
     r0_A : float
-        Lattice spacing, Å.
+        Lattice parameter, Å (triangular: the spacing r0; diamond: the cubic constant a).
     kinds : list of {"vacancy", "interstitial"}
         One entry per defect; ``len(kinds)`` selects the pattern.
     separation : int
-        Side L_D of the pattern, in units of r0.
+        Side L_D of the pattern, in lattice units.
+    crystal : Crystal
+        The lattice (:data:`kernels.lattice.TRIANGULAR`, :data:`kernels.diamond.DIAMOND`).
 
     Returns
     -------
@@ -77,23 +84,23 @@ def point_defect_cell(n: int, r0_A: float, kinds: list[str], separation: int
     cell_A : (3, 3) ndarray
         Cell rows, Å.
     removed : (k,) ndarray of int
-        Rows of the perfect cell (:func:`triangular_sites`) that were removed (vacancies).
+        Rows of the perfect cell (``crystal.sites``) that were removed (vacancies).
     """
     for k in kinds:
         if k not in KINDS:
             raise ValueError(f"unknown point defect kind {k!r}; allowed: 'vacancy', 'interstitial'")
-    sites = defect_sites(n, len(kinds), separation)
-    perfect = triangular_sites(n, r0_A)
-    removed = np.array(sorted(site_index(i, j, n) for (i, j), k in zip(sites, kinds)
+    sites = defect_sites(n, len(kinds), separation, crystal.dimension)
+    perfect = crystal.sites(n, r0_A)
+    removed = np.array(sorted(crystal.index(site, n) for site, k in zip(sites, kinds)
                               if k == "vacancy"), dtype=int)
     keep = np.ones(len(perfect), bool)
     keep[removed] = False
-    added = [(np.array([i, j]) + 1.0 / 3.0) @ primitive_vectors(r0_A)[:, :]
-             for (i, j), k in zip(sites, kinds) if k == "interstitial"]
+    added = [crystal.interstitial(site, r0_A) for site, k in zip(sites, kinds)
+             if k == "interstitial"]
     positions = perfect[keep]
     if added:
         positions = np.vstack([positions, np.array(added)])
-    return positions, triangular_cell(n, r0_A), removed
+    return positions, crystal.cell(n, r0_A), removed
 
 
 def site_occupancy(positions_A: np.ndarray, sites_A: np.ndarray, cell_A: np.ndarray

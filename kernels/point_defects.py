@@ -1,4 +1,6 @@
-"""The stages of one point-defect sweep point in the 2D triangular lattice (P1 §4.2.1).
+"""The stages of one point-defect sweep point (P1 §4.2): the 2D triangular lattice by default,
+and any :class:`kernels.lattice.Crystal` (diamond Si: :data:`kernels.diamond.DIAMOND`) through the
+``crystal`` argument of every stage — the same code in 2D and 3D.
 
 Each function is a pure stage of the pipeline; the sweep layer maps them onto Dask tasks so
 that one result serves many dependants:
@@ -38,10 +40,10 @@ import numpy as np
 
 from .ace import ACEBasis, ACEModel, DesignRows
 from .defects import point_defect_cell
-from .equilibrium import triangular_equilibrium
+from .equilibrium import lattice_equilibrium
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .force_constants import force_constant_error, force_constants
-from .lattice import triangular_cell, triangular_sites
+from .lattice import TRIANGULAR, Crystal
 from .least_squares import solve_rrqr, weighted_system
 from .relax import relax
 
@@ -52,16 +54,16 @@ __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observati
            "SYMBOL", "FORCE_CONSTANT_CELL", "nearest_neighbour_cutoff"]
 
 #: The planar lattice is made of one species; the reference is the W potential.
-SYMBOL = "W"
+SYMBOL = TRIANGULAR.symbol
 #: Size (in r0) of the perfect cell on which force constants are compared.
-FORCE_CONSTANT_CELL = 10
+FORCE_CONSTANT_CELL = TRIANGULAR.force_constant_cell
 #: Cartesian components that carry information in the planar lattice (z rows are exactly zero).
-PLANAR = 2
+PLANAR = TRIANGULAR.dimension
 
 
 def nearest_neighbour_cutoff(r0_A: float) -> float:
     """Stencil radius (Å) between the first (r0) and second (√3 r0) shells of the lattice."""
-    return 0.5 * (1.0 + np.sqrt(3.0)) * r0_A
+    return TRIANGULAR.neighbour_cutoff_A(r0_A)
 
 
 @dataclass(frozen=True)
@@ -167,32 +169,37 @@ class Prediction:
     time_s: float
 
 
-def lattice_reference(model) -> LatticeReference:
-    """r0 minimising the triangular-lattice energy, the energy per atom there, and K_ref."""
-    r0, e0 = triangular_equilibrium(model, symbol=SYMBOL)
-    n = FORCE_CONSTANT_CELL
-    pos = triangular_sites(n, r0)
-    K = force_constants(model, pos, triangular_cell(n, r0), [SYMBOL] * len(pos), PLANAR)
+def lattice_reference(model, crystal: Crystal = TRIANGULAR) -> LatticeReference:
+    """Lattice parameter minimising the crystal's energy (r0 of the triangular lattice, a of
+    diamond; stored as ``r0_A``), the energy per atom there, and K_ref."""
+    r0, e0 = lattice_equilibrium(model, crystal)
+    n = crystal.force_constant_cell
+    pos = crystal.sites(n, r0)
+    K = force_constants(model, pos, crystal.cell(n, r0), [crystal.symbol] * len(pos),
+                        crystal.dimension)
     return LatticeReference(r0, e0, K)
 
 
 def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separation: int,
-                         options: RelaxOptions) -> SimulationReference:
-    """Build the N × N simulation cell with the given defects and relax it with the reference."""
-    x0, cell, _ = point_defect_cell(size, r0_A, kinds, separation)
-    symbols = [SYMBOL] * len(x0)
+                         options: RelaxOptions, crystal: Crystal = TRIANGULAR
+                         ) -> SimulationReference:
+    """Build the simulation cell (N × N sites; N³ cubic cells in 3D) with the given defects and
+    relax it with the reference."""
+    x0, cell, _ = point_defect_cell(size, r0_A, kinds, separation, crystal)
+    symbols = [crystal.symbol] * len(x0)
     e0 = model.evaluate(x0, cell, symbols).energy_eV
     r = relax(model, x0, cell, symbols, options.fmax_eV_per_A, options.max_steps, options.optimizer)
     return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps)
 
 
 def _rattled(model, relaxed_A, cell_A, n_configs: int, amplitude_A: float,
-             seed: int) -> Observations:
+             seed: int, crystal: Crystal = TRIANGULAR) -> Observations:
     rng = np.random.default_rng(seed)
     n = len(relaxed_A)
-    symbols = [SYMBOL] * n
+    symbols = [crystal.symbol] * n
+    d = crystal.dimension
     pos = np.repeat(relaxed_A[None], n_configs, axis=0)
-    pos[:, :, :PLANAR] += amplitude_A * rng.standard_normal((n_configs, n, PLANAR))
+    pos[:, :, :d] += amplitude_A * rng.standard_normal((n_configs, n, d))
     energy = np.empty(n_configs)
     forces = np.empty((n_configs, n, 3))
     for s in range(n_configs):
@@ -203,37 +210,45 @@ def _rattled(model, relaxed_A, cell_A, n_configs: int, amplitude_A: float,
 
 def training_data(model, r0_A: float, size: int, kind: str, n_train: int, n_test: int,
                   amplitude_A: float, seed_train: int, seed_test: int,
-                  options: RelaxOptions) -> TrainingData:
-    """Relax an L × L cell with one defect, then rattle it into training and test sets.
+                  options: RelaxOptions, crystal: Crystal = TRIANGULAR) -> TrainingData:
+    """Relax an L-cell supercell (L × L sites; L³ cubic cells in 3D) with one defect, then rattle
+    it into training and test sets.
 
-    Every in-plane coordinate of every atom is displaced by an independent normal deviate of
-    standard deviation ``amplitude_A`` (Å); the generators are seeded with the explicit seeds.
-    The perfect L × L cell at spacing ``r0_A`` and its reference energy are recorded as
-    :attr:`TrainingData.perfect` (see the module docstring: formation energies).
+    Every coordinate that carries information (in-plane in 2D, all three in 3D) of every atom is
+    displaced by an independent normal deviate of standard deviation ``amplitude_A`` (Å); the
+    generators are seeded with the explicit seeds. The perfect cell at lattice parameter
+    ``r0_A`` and its reference energy are recorded as :attr:`TrainingData.perfect` (see the
+    module docstring: formation energies).
     """
-    x0, cell, _ = point_defect_cell(size, r0_A, [kind], size)
-    r = relax(model, x0, cell, [SYMBOL] * len(x0), options.fmax_eV_per_A, options.max_steps,
+    x0, cell, _ = point_defect_cell(size, r0_A, [kind], size, crystal)
+    sym = crystal.symbol
+    r = relax(model, x0, cell, [sym] * len(x0), options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
-    perfect = triangular_sites(size, r0_A)
-    p = model.evaluate(perfect, cell, [SYMBOL] * len(perfect))
+    perfect = crystal.sites(size, r0_A)
+    p = model.evaluate(perfect, cell, [sym] * len(perfect))
     return TrainingData(cell, r.positions_A,
-                        _rattled(model, r.positions_A, cell, n_train, amplitude_A, seed_train),
-                        _rattled(model, r.positions_A, cell, n_test, amplitude_A, seed_test),
+                        _rattled(model, r.positions_A, cell, n_train, amplitude_A, seed_train,
+                                 crystal),
+                        _rattled(model, r.positions_A, cell, n_test, amplitude_A, seed_test,
+                                 crystal),
                         Observations(perfect[None], np.array([p.energy_eV]),
                                      p.forces_eV_per_A[None]))
 
 
-def design_rows(basis: ACEBasis, data: TrainingData) -> TrainingRows:
-    """Energy and in-plane force rows of the training and test configurations (and the perfect
-    cell's rows when ``data.perfect`` is present)."""
+def design_rows(basis: ACEBasis, data: TrainingData,
+                crystal: Crystal = TRIANGULAR) -> TrainingRows:
+    """Energy and force rows (the crystal's ``dimension`` components: in-plane in 2D) of the
+    training and test configurations (and the perfect cell's rows when ``data.perfect`` is
+    present)."""
     t0 = time.perf_counter()
-    symbols = [SYMBOL] * data.train.positions_A.shape[1]
-    train = basis.design_rows(data.train.positions_A, data.cell_A, symbols, PLANAR)
-    test = basis.design_rows(data.test.positions_A, data.cell_A, symbols, PLANAR)
+    sym, d = crystal.symbol, crystal.dimension
+    symbols = [sym] * data.train.positions_A.shape[1]
+    train = basis.design_rows(data.train.positions_A, data.cell_A, symbols, d)
+    test = basis.design_rows(data.test.positions_A, data.cell_A, symbols, d)
     perfect = None
     if data.perfect is not None:
         n = data.perfect.positions_A.shape[1]
-        perfect = basis.design_rows(data.perfect.positions_A, data.cell_A, [SYMBOL] * n, PLANAR)
+        perfect = basis.design_rows(data.perfect.positions_A, data.cell_A, [sym] * n, d)
     return TrainingRows(train, test, train.energy.shape[1], time.perf_counter() - t0, perfect)
 
 
@@ -322,7 +337,8 @@ def union_system(components: list[TrainingComponent],
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weight_energy: float, weight_forces: float, rtol: float = 1e-6,
-        weight_bulk_energy: float | None = None, scale_columns: bool = True) -> FitResult:
+        weight_bulk_energy: float | None = None, scale_columns: bool = True,
+        crystal: Crystal = TRIANGULAR) -> FitResult:
     """Weighted least-squares fit of energies (per atom) and in-plane forces of one training cell.
 
     Minimises Σ_R W_E |E/n − Ẽ/n|² + W_F |F − F̃|² (P1 eq. 4.2, energies per atom) with the
@@ -335,12 +351,12 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     """
     return fit_union(basis, [TrainingComponent("training", rows, data, weight_energy,
                                                weight_forces)],
-                     lattice, rtol, weight_bulk_energy, scale_columns)
+                     lattice, rtol, weight_bulk_energy, scale_columns, crystal)
 
 
 def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: LatticeReference,
               rtol: float = 1e-6, weight_bulk_energy: float | None = None,
-              scale_columns: bool = True) -> FitResult:
+              scale_columns: bool = True, crystal: Crystal = TRIANGULAR) -> FitResult:
     """One weighted least-squares fit on the union of several defect training cells.
 
     The system is :func:`union_system`; see :func:`fit` for the loss and the bulk-energy rows.
@@ -365,11 +381,12 @@ def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: Lat
         e_rmse.append(1e3 * rmse(de, 0.0))
         f_rmse.append(rmse(df, 0.0))
     model = ACEModel(basis, c)
-    nfc = FORCE_CONSTANT_CELL
-    pos = triangular_sites(nfc, lattice.r0_A)
-    cell = triangular_cell(nfc, lattice.r0_A)
-    K = force_constants(model, pos, cell, [SYMBOL] * len(pos), PLANAR)
-    bulk_ml = model.evaluate(pos, cell, [SYMBOL] * len(pos)).energy_eV / len(pos)
+    nfc = crystal.force_constant_cell
+    pos = crystal.sites(nfc, lattice.r0_A)
+    cell = crystal.cell(nfc, lattice.r0_A)
+    symbols = [crystal.symbol] * len(pos)
+    K = force_constants(model, pos, cell, symbols, crystal.dimension)
+    bulk_ml = model.evaluate(pos, cell, symbols).energy_eV / len(pos)
     return FitResult(
         coeffs=c, rank=sol.rank, n_basis=components[0].rows.n_basis,
         n_observations=int(system.A.shape[0]),
@@ -383,7 +400,8 @@ def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: Lat
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
-            lattice: LatticeReference, options: RelaxOptions) -> Prediction:
+            lattice: LatticeReference, options: RelaxOptions,
+            crystal: Crystal = TRIANGULAR) -> Prediction:
     """Relax the simulation cell with the fitted model, starting from ū, and measure the errors.
 
     energy_error_eV is |E(ū) − Ẽ(ũ)| with each model's energy measured from its own value at the
@@ -395,17 +413,17 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     """
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)
-    symbols = [SYMBOL] * len(sim.positions0_A)
+    symbols = [crystal.symbol] * len(sim.positions0_A)
     e0_ml = model.evaluate(sim.positions0_A, sim.cell_A, symbols).energy_eV
     r = relax(model, sim.positions_A, sim.cell_A, symbols, options.fmax_eV_per_A,
               options.max_steps, options.optimizer)
-    n0 = FORCE_CONSTANT_CELL
-    perfect = triangular_sites(n0, lattice.r0_A)
-    bulk_ml = model.evaluate(perfect, triangular_cell(n0, lattice.r0_A),
-                             [SYMBOL] * len(perfect)).energy_eV / len(perfect)
+    n0 = crystal.force_constant_cell
+    perfect = crystal.sites(n0, lattice.r0_A)
+    bulk_ml = model.evaluate(perfect, crystal.cell(n0, lattice.r0_A),
+                             [crystal.symbol] * len(perfect)).energy_eV / len(perfect)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, nearest_neighbour_cutoff(lattice.r0_A)),
+                                        sim.cell_A, crystal.neighbour_cutoff_A(lattice.r0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_x0_eV, r.energy_eV, e0_ml),
         formation_energy_error_eV=formation_energy_error(
             sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml,

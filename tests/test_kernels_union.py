@@ -113,12 +113,19 @@ def test_relaxed_interstitial_stays_an_interstitial(setup, kinds):
 
 
 def test_end_to_end_union_point(setup, union):
-    """A tiny P1-int point: union fit, n_D = 2 cell at L_D = L, ML relaxation keeps the defects."""
+    """A union of two vacancy cells of different sizes (L = 4 and 5, the second weighted down)
+    fits one model whose two-vacancy prediction is as good as a single-cell fit's."""
     model, lat, opts = setup
-    basis, _ = union
-    f = pd.fit_union(basis, _components(union), lat)
-    sim = pd.simulation_reference(model, lat.r0_A, 10, ["interstitial", "vacancy"], 4, opts)
-    assert len(sim.positions0_A) == 100
+    basis, parts = union
+    rows4, data4 = parts["vacancy"]
+    data5 = pd.training_data(model, lat.r0_A, 5, "vacancy", 12, 4, 0.03, 30, 31, opts)
+    rows5 = pd.design_rows(basis, data5)
+    f = pd.fit_union(basis, [pd.TrainingComponent("L4", rows4, data4, 100.0, 1.0),
+                             pd.TrainingComponent("L5", rows5, data5, 10.0, 0.1)], lat)
+    assert len(f.rmse_forces_by_component_eV_per_A) == 2
+    assert max(f.rmse_forces_by_component_eV_per_A) < 0.2
+    sim = pd.simulation_reference(model, lat.r0_A, 10, ["vacancy", "vacancy"], 4, opts)
     p = pd.predict(basis, f.coeffs, sim, lat, opts)
-    assert 0 < p.geometry_error_A < 0.5
-    assert p.energy_error_eV < 0.5
+    single = pd.predict(basis, pd.fit(basis, rows4, data4, lat, 100.0, 1.0).coeffs, sim, lat, opts)
+    assert 0 < p.geometry_error_A < 0.2 and p.energy_error_eV < 0.05
+    assert p.geometry_error_A < 2 * single.geometry_error_A
