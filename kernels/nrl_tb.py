@@ -13,12 +13,12 @@ available and tested here, and with 4 instead of 9 orbitals per atom its dense d
 (9/4)³ ≈ 11× cheaper — the difference of reference model changes the numbers, not the physics
 that P1-Si tests (a semiconductor with localised forces).
 
-Brillouin-zone sampling. A periodic cell is sampled by a Monkhorst–Pack mesh of
-``n_i = max(1, ceil(kpoint_length_A / |a_i|))`` points along reciprocal vector i (the ASE
-"k-point density" convention), so that cells of every size see (nearly) the same sampling of the
-crystal's Brillouin zone and the reference is one model at every size: with the default 20 Å a
-cubic 8-atom cell gets 4×4×4 points, a 2×2×2 supercell 2×2×2, and cells longer than 20 Å
-(≥ 4 cubic cells) the Γ point only. The mesh is symmetric about Γ (no time-reversal reduction).
+Brillouin-zone sampling. A periodic cell is sampled by a Γ-centred mesh of
+``n_i = max(1, ceil(kpoint_length_A / |a_i|))`` points along reciprocal vector i, k = i/n_i. Such a
+mesh is exactly the Γ point of the n1 × n2 × n3 supercell, so cells of different sizes are one
+reference model: with the default 20 Å the cubic 8-atom cell gets 4×4×4 points, a 2×2×2-cell
+supercell 2×2×2 and a 4×4×4-cell supercell Γ only — for the perfect crystal all three are the
+same 512-atom Γ-point calculation; cells longer than 20 Å get Γ only. No symmetry reduction.
 
 Units: positions and cells in Å, energies in eV (NRL convention: the energy zero is not the free
 atom, so energies per atom are positive), forces in eV/Å, virials in eV.
@@ -44,8 +44,9 @@ def monkhorst_pack_mesh(cell_A: np.ndarray, kpoint_length_A: float) -> tuple[int
 
 
 def kpoints_xml(mesh: tuple[int, int, int]) -> str:
-    """QUIP ``<KPoints>`` block of a Monkhorst–Pack mesh, in reduced coordinates, equal weights."""
-    axes = [(np.arange(n) + 0.5) / n - 0.5 for n in mesh]
+    """QUIP ``<KPoints>`` block of a Γ-centred mesh k = (i/n1, j/n2, l/n3), reduced coordinates,
+    equal weights: exactly the Γ-point sampling of the (n1, n2, n3) supercell."""
+    axes = [np.arange(n) / n for n in mesh]
     pts = np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T
     body = "".join(f'<point weight="1"> {a:.12f} {b:.12f} {c:.12f} </point>' for a, b, c in pts)
     return f'<KPoints N="{len(pts)}">{body}</KPoints>'
@@ -94,7 +95,7 @@ class NRLTightBinding:
         return self._cache[mesh]
 
     def mesh(self, cell_A: np.ndarray) -> tuple[int, int, int]:
-        """The Monkhorst–Pack mesh used for a cell (rows, Å)."""
+        """The k-point mesh used for a cell (rows, Å)."""
         if self.kpoint_length_A <= 0:
             return (1, 1, 1)
         return monkhorst_pack_mesh(cell_A, self.kpoint_length_A)

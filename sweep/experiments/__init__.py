@@ -7,8 +7,11 @@ module                      experiment
                             lattice (P1 §4.1)
 ``p1_union``                ``p1-point-defects-union-2d``: one fit on a union of defect
                             training cells with per-cell weights (P1 §4.2.1, P1-int)
+``p1_si``                   ``p1-point-defects-si``: vacancies in diamond Si, NRL
+                            tight-binding reference (P1 §4.2.2, P1-Si)
 ==========================  ==========================================================
 """
 
 from . import p1_point_defects  # noqa: F401
 from . import p1_union  # noqa: F401
+from . import p1_si  # noqa: F401

@@ -108,34 +108,51 @@ def check(spec) -> None:
     check_ace_table(spec.params["ace"])
 
 
-def build(submit, spec, todo):
-    """Submit the stages of the grid points ``todo``; see the module docstring."""
-    p = spec.params
-    ref = p["reference"]["model"]
-    points, parents = {}, {}
-    lat = submit("lattice", (ref,), tasks.lattice, ref)
-    for point in todo:
-        c = point.labels(spec)
-        defect, n_d, L, B = c["defect"], c["n_defects"], c["L"], c["basis_size"]
-        w, obs = c["weights"], c["observations"]
-        sim = submit("simulation", (defect, n_d, L), tasks.simulation, ref, lat,
-                     p["simulation"]["size"], simulation_kinds(defect, n_d), L, p["relax"])
-        comps, deps = [], []
-        for kind in components_of(defect):
-            sizes = component_sizes(p["training"], kind)
-            data = submit("training", (kind, L, sizes["n_train"], sizes["n_test"]),
-                          tasks.training, ref, lat, L, kind, sizes,
-                          *training_seeds(spec, kind, L), p["relax"])
-            rows = submit("design", (kind, L, sizes["n_train"], sizes["n_test"], B), tasks.design,
-                          p["ace"], B, data)
-            comps.append((kind, rows, data, component_weights(spec.weights[w], kind)))
-            deps += [rows, data]
-        fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_union, p["ace"], B, comps, lat,
-                        p["fit"])
-        points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point_union,
-                               p["ace"], B, fitted, sim, lat, p["relax"])
-        parents[point] = (fitted, *deps, sim)
-    return points, parents, {"r0_A": (lat, lambda lattice: float(lattice.r0_A))}
+def reference_of(params: dict):
+    """What the tasks get as the reference: the model name, or the whole ``[reference]`` table
+    when it carries options for the model's constructor."""
+    ref = params["reference"]
+    return ref["model"] if set(ref) == {"model"} else dict(ref)
+
+
+def build_on(crystal: str):
+    """The graph builder of this experiment on the lattice ``crystal`` (a name in
+    :data:`sweep.tasks.CRYSTALS`)."""
+
+    def build(submit, spec, todo):
+        """Submit the stages of the grid points ``todo``; see the module docstring."""
+        p = spec.params
+        ref, name = reference_of(p), p["reference"]["model"]
+        points, parents = {}, {}
+        lat = submit("lattice", (name,), tasks.lattice, ref, crystal)
+        for point in todo:
+            c = point.labels(spec)
+            defect, n_d, L, B = c["defect"], c["n_defects"], c["L"], c["basis_size"]
+            w, obs = c["weights"], c["observations"]
+            sim = submit("simulation", (defect, n_d, L), tasks.simulation, ref, lat,
+                         p["simulation"]["size"], simulation_kinds(defect, n_d), L, p["relax"],
+                         crystal)
+            comps, deps = [], []
+            for kind in components_of(defect):
+                sizes = component_sizes(p["training"], kind)
+                data = submit("training", (kind, L, sizes["n_train"], sizes["n_test"]),
+                              tasks.training, ref, lat, L, kind, sizes,
+                              *training_seeds(spec, kind, L), p["relax"], crystal)
+                rows = submit("design", (kind, L, sizes["n_train"], sizes["n_test"], B),
+                              tasks.design, p["ace"], B, data, crystal)
+                comps.append((kind, rows, data, component_weights(spec.weights[w], kind)))
+                deps += [rows, data]
+            fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_union, p["ace"], B, comps,
+                            lat, p["fit"], crystal)
+            points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point_union,
+                                   p["ace"], B, fitted, sim, lat, p["relax"], crystal)
+            parents[point] = (fitted, *deps, sim)
+        return points, parents, {"r0_A": (lat, lambda lattice: float(lattice.r0_A))}
+
+    return build
+
+
+build = build_on("triangular")
 
 
 EXPERIMENT = register(Experiment(
