@@ -1,4 +1,6 @@
-"""The stages of one point-defect sweep point in the 2D triangular lattice (P1 §4.2.1).
+"""The stages of one point-defect sweep point (P1 §4.2): the 2D triangular lattice by default,
+and any :class:`kernels.lattice.Crystal` (diamond Si: :data:`kernels.diamond.DIAMOND`) through the
+``crystal`` argument of every stage — the same code in 2D and 3D.
 
 Each function is a pure stage of the pipeline; the sweep layer maps them onto Dask tasks so
 that one result serves many dependants:
@@ -38,32 +40,33 @@ import numpy as np
 
 from .ace import ACEBasis, ACEModel, DesignRows
 from .defects import point_defect_cell
-from .equilibrium import triangular_equilibrium
+from .equilibrium import lattice_equilibrium
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .force_constants import force_constant_error, force_constants
-from .lattice import triangular_cell, triangular_sites
+from .lattice import TRIANGULAR, Crystal
 from .least_squares import solve_rrqr, weighted_system
 from .hessian_precon_relax import HessianPreconditioner, relax_preconditioned, sparse_hessian
 from .relax import relax
 
 __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observations",
-           "TrainingData", "TrainingRows", "FitResult", "Prediction", "lattice_reference",
-           "simulation_reference", "training_data", "design_rows", "fit", "predict",
+           "TrainingData", "TrainingRows", "FitResult", "Prediction", "TrainingComponent",
+           "WeightedSystem", "lattice_reference", "simulation_reference", "training_data",
+           "design_rows", "union_system", "fit", "fit_union", "predict",
            "SYMBOL", "FORCE_CONSTANT_CELL", "nearest_neighbour_cutoff", "model_lattice_errors"]
 
 #: The planar lattice is made of one species; the reference is the W potential.
-SYMBOL = "W"
+SYMBOL = TRIANGULAR.symbol
 #: Size (in r0) of the perfect cell on which force constants are compared.
-FORCE_CONSTANT_CELL = 10
+FORCE_CONSTANT_CELL = TRIANGULAR.force_constant_cell
 #: Cartesian components that carry information in the planar lattice (z rows are exactly zero).
-PLANAR = 2
+PLANAR = TRIANGULAR.dimension
 #: Optimiser name of the Hessian-preconditioned relaxation of fitted models.
 HESSIAN_LBFGS = "hessian-lbfgs"
 
 
 def nearest_neighbour_cutoff(r0_A: float) -> float:
     """Stencil radius (Å) between the first (r0) and second (√3 r0) shells of the lattice."""
-    return 0.5 * (1.0 + np.sqrt(3.0)) * r0_A
+    return TRIANGULAR.neighbour_cutoff_A(r0_A)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,9 @@ class FitResult:
 
     rmse_energy_meV_per_atom and rmse_forces_eV_per_A are test-set RMSEs;
     force_constant_error_percent is ε_FC_hom; fit_time_s the solve time;
-    bulk_energy_error_meV_per_atom is |ẽ_bulk − e_bulk| of the perfect lattice at r0.
+    bulk_energy_error_meV_per_atom is |ẽ_bulk − e_bulk| of the perfect lattice at r0;
+    the ``*_by_component`` tuples are the test RMSEs of each component of a union training set
+    (:func:`fit_union`), in the components' order.
     """
 
     coeffs: np.ndarray
@@ -162,6 +167,8 @@ class FitResult:
     force_constant_error_percent: float
     fit_time_s: float
     bulk_energy_error_meV_per_atom: float = float("nan")
+    rmse_energy_by_component_meV_per_atom: tuple = ()
+    rmse_forces_by_component_eV_per_A: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -175,26 +182,31 @@ class Prediction:
     time_s: float
 
 
-def lattice_reference(model) -> LatticeReference:
-    """r0 minimising the triangular-lattice energy, the energy per atom there, and K_ref."""
-    r0, e0 = triangular_equilibrium(model, symbol=SYMBOL)
-    n = FORCE_CONSTANT_CELL
-    pos = triangular_sites(n, r0)
-    K = force_constants(model, pos, triangular_cell(n, r0), [SYMBOL] * len(pos), PLANAR)
+def lattice_reference(model, crystal: Crystal = TRIANGULAR) -> LatticeReference:
+    """Lattice parameter minimising the crystal's energy (r0 of the triangular lattice, a of
+    diamond; stored as ``r0_A``), the energy per atom there, and K_ref."""
+    r0, e0 = lattice_equilibrium(model, crystal)
+    n = crystal.force_constant_cell
+    pos = crystal.sites(n, r0)
+    K = force_constants(model, pos, crystal.cell(n, r0), [crystal.symbol] * len(pos),
+                        crystal.dimension)
     return LatticeReference(r0, e0, K)
 
 
 def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separation: int,
-                         options: RelaxOptions) -> SimulationReference:
-    """Build the N × N simulation cell with the given defects and relax it with the reference."""
-    x0, cell, _ = point_defect_cell(size, r0_A, kinds, separation)
-    symbols = [SYMBOL] * len(x0)
+                         options: RelaxOptions, crystal: Crystal = TRIANGULAR
+                         ) -> SimulationReference:
+    """Build the simulation cell (N × N sites; N³ cubic cells in 3D) with the given defects and
+    relax it with the reference."""
+    x0, cell, _ = point_defect_cell(size, r0_A, kinds, separation, crystal)
+    symbols = [crystal.symbol] * len(x0)
     e0 = model.evaluate(x0, cell, symbols).energy_eV
     r = relax(model, x0, cell, symbols, options.fmax_eV_per_A, options.max_steps,
               _reference_optimizer(options))
     precon = None
     if options.optimizer == HESSIAN_LBFGS:
-        H = sparse_hessian(model, r.positions_A, cell, symbols, model.cutoff_A, PLANAR)
+        H = sparse_hessian(model, r.positions_A, cell, symbols, model.cutoff_A,
+                           crystal.dimension)
         precon = HessianPreconditioner(H)
     return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps, precon)
 
@@ -204,12 +216,13 @@ def _reference_optimizer(options: RelaxOptions) -> str:
 
 
 def _rattled(model, relaxed_A, cell_A, n_configs: int, amplitude_A: float,
-             seed: int) -> Observations:
+             seed: int, crystal: Crystal = TRIANGULAR) -> Observations:
     rng = np.random.default_rng(seed)
     n = len(relaxed_A)
-    symbols = [SYMBOL] * n
+    symbols = [crystal.symbol] * n
+    d = crystal.dimension
     pos = np.repeat(relaxed_A[None], n_configs, axis=0)
-    pos[:, :, :PLANAR] += amplitude_A * rng.standard_normal((n_configs, n, PLANAR))
+    pos[:, :, :d] += amplitude_A * rng.standard_normal((n_configs, n, d))
     energy = np.empty(n_configs)
     forces = np.empty((n_configs, n, 3))
     for s in range(n_configs):
@@ -220,54 +233,136 @@ def _rattled(model, relaxed_A, cell_A, n_configs: int, amplitude_A: float,
 
 def training_data(model, r0_A: float, size: int, kind: str, n_train: int, n_test: int,
                   amplitude_A: float, seed_train: int, seed_test: int,
-                  options: RelaxOptions) -> TrainingData:
-    """Relax an L × L cell with one defect, then rattle it into training and test sets.
+                  options: RelaxOptions, crystal: Crystal = TRIANGULAR) -> TrainingData:
+    """Relax an L-cell supercell (L × L sites; L³ cubic cells in 3D) with one defect, then rattle
+    it into training and test sets.
 
-    Every in-plane coordinate of every atom is displaced by an independent normal deviate of
-    standard deviation ``amplitude_A`` (Å); the generators are seeded with the explicit seeds.
-    The perfect L × L cell at spacing ``r0_A`` and its reference energy are recorded as
-    :attr:`TrainingData.perfect` (see the module docstring: formation energies).
+    Every coordinate that carries information (in-plane in 2D, all three in 3D) of every atom is
+    displaced by an independent normal deviate of standard deviation ``amplitude_A`` (Å); the
+    generators are seeded with the explicit seeds. The perfect cell at lattice parameter
+    ``r0_A`` and its reference energy are recorded as :attr:`TrainingData.perfect` (see the
+    module docstring: formation energies).
     """
-    x0, cell, _ = point_defect_cell(size, r0_A, [kind], size)
-    r = relax(model, x0, cell, [SYMBOL] * len(x0), options.fmax_eV_per_A, options.max_steps,
+    x0, cell, _ = point_defect_cell(size, r0_A, [kind], size, crystal)
+    sym = crystal.symbol
+    r = relax(model, x0, cell, [sym] * len(x0), options.fmax_eV_per_A, options.max_steps,
               _reference_optimizer(options))
-    perfect = triangular_sites(size, r0_A)
-    p = model.evaluate(perfect, cell, [SYMBOL] * len(perfect))
+    perfect = crystal.sites(size, r0_A)
+    p = model.evaluate(perfect, cell, [sym] * len(perfect))
     return TrainingData(cell, r.positions_A,
-                        _rattled(model, r.positions_A, cell, n_train, amplitude_A, seed_train),
-                        _rattled(model, r.positions_A, cell, n_test, amplitude_A, seed_test),
+                        _rattled(model, r.positions_A, cell, n_train, amplitude_A, seed_train,
+                                 crystal),
+                        _rattled(model, r.positions_A, cell, n_test, amplitude_A, seed_test,
+                                 crystal),
                         Observations(perfect[None], np.array([p.energy_eV]),
                                      p.forces_eV_per_A[None]))
 
 
-def design_rows(basis: ACEBasis, data: TrainingData) -> TrainingRows:
-    """Energy and in-plane force rows of the training and test configurations (and the perfect
-    cell's rows when ``data.perfect`` is present)."""
+def design_rows(basis: ACEBasis, data: TrainingData,
+                crystal: Crystal = TRIANGULAR) -> TrainingRows:
+    """Energy and force rows (the crystal's ``dimension`` components: in-plane in 2D) of the
+    training and test configurations (and the perfect cell's rows when ``data.perfect`` is
+    present)."""
     t0 = time.perf_counter()
-    symbols = [SYMBOL] * data.train.positions_A.shape[1]
-    train = basis.design_rows(data.train.positions_A, data.cell_A, symbols, PLANAR)
-    test = basis.design_rows(data.test.positions_A, data.cell_A, symbols, PLANAR)
+    sym, d = crystal.symbol, crystal.dimension
+    symbols = [sym] * data.train.positions_A.shape[1]
+    train = basis.design_rows(data.train.positions_A, data.cell_A, symbols, d)
+    test = basis.design_rows(data.test.positions_A, data.cell_A, symbols, d)
     perfect = None
     if data.perfect is not None:
         n = data.perfect.positions_A.shape[1]
-        perfect = basis.design_rows(data.perfect.positions_A, data.cell_A, [SYMBOL] * n, PLANAR)
+        perfect = basis.design_rows(data.perfect.positions_A, data.cell_A, [sym] * n, d)
     return TrainingRows(train, test, train.energy.shape[1], time.perf_counter() - t0, perfect)
 
 
+@dataclass(frozen=True)
+class TrainingComponent:
+    """One defect training cell of a (union) training set, with its own loss weights.
+
+    A training set may be the union of several defect cells (P1 §4.2.1, interstitial + vacancy:
+    W_E^int 100, W_F^int 10, W_E^vac 10, W_F^vac 1); each contributes its own rows, weighted by its
+    own W_E (energies per atom) and W_F (force components, eV/Å), to one least-squares system.
+
+    Attributes
+    ----------
+    name : str
+        Label of the component (e.g. the defect kind), used for the per-component RMSEs.
+    rows : TrainingRows
+        ACE rows of the component's training/test sets (:func:`design_rows`).
+    data : TrainingData
+        The component's reference observations (:func:`training_data`).
+    weight_energy, weight_forces : float
+        W_E and W_F of this component's rows.
+    """
+
+    name: str
+    rows: TrainingRows
+    data: TrainingData
+    weight_energy: float
+    weight_forces: float
+
+
+@dataclass(frozen=True)
+class WeightedSystem:
+    """The stacked weighted least-squares system of a union training set.
+
+    ``owner[k]`` is the index of the component that row k belongs to (its energy, force and
+    perfect-cell rows); ``A`` and ``y`` are the rows already multiplied by √W.
+    """
+
+    A: np.ndarray
+    y: np.ndarray
+    owner: np.ndarray
+
+
 def _energy_force_system(rows: DesignRows, obs: Observations, weight_energy: float,
-                         weight_forces: float):
+                         weight_forces: float, components: int = PLANAR):
     n = rows.forces.shape[1]
     B = rows.energy.shape[1]
     return weighted_system([
         (rows.energy / n, obs.energy_eV / n, weight_energy),
-        (rows.forces.reshape(-1, B), obs.forces_eV_per_A[:, :, :PLANAR].reshape(-1), weight_forces),
+        (rows.forces.reshape(-1, B), obs.forces_eV_per_A[:, :, :components].reshape(-1),
+         weight_forces),
     ])
+
+
+def union_system(components: list[TrainingComponent],
+                 weight_bulk_energy: float | None = None) -> WeightedSystem:
+    """Stack the weighted rows of every component into one system (P1 eq. 4.2 summed over cells).
+
+    Row order: for each component in turn its energy rows (per atom, weight W_E) and its force
+    rows (weight W_F); then, for each component whose data carry the perfect cell, one
+    perfect-cell energy-per-atom row with weight ``weight_bulk_energy`` (None → that component's
+    W_E; 0 → no bulk rows). A component's weights therefore scale its own rows and nothing else.
+    """
+    if not components:
+        raise ValueError("a training set needs at least one component")
+    if weight_bulk_energy is not None and weight_bulk_energy < 0:
+        raise ValueError(f"weight_bulk_energy must be >= 0, got {weight_bulk_energy}")
+    blocks, owner = [], []
+    for k, c in enumerate(components):
+        if c.weight_energy < 0 or c.weight_forces < 0:
+            raise ValueError(f"weights of component {c.name!r} must be >= 0")
+        A, y = _energy_force_system(c.rows.train, c.data.train, c.weight_energy, c.weight_forces,
+                                    c.rows.train.forces.shape[2])
+        blocks.append((A, y))
+        owner.append(np.full(len(y), k))
+    for k, c in enumerate(components):
+        w_bulk = c.weight_energy if weight_bulk_energy is None else weight_bulk_energy
+        if w_bulk > 0 and c.rows.perfect is not None and c.data.perfect is not None:
+            n_p = c.data.perfect.positions_A.shape[1]
+            blocks.append(weighted_system([(c.rows.perfect.energy / n_p,
+                                            c.data.perfect.energy_eV / n_p, w_bulk)]))
+            owner.append(np.full(1, k))
+    return WeightedSystem(np.vstack([a for a, _ in blocks]),
+                          np.concatenate([b for _, b in blocks]), np.concatenate(owner))
 
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weight_energy: float, weight_forces: float, rtol: float = 1e-6,
-        weight_bulk_energy: float | None = None, scale_columns: bool = True) -> FitResult:
-    """Weighted least-squares fit of energies (per atom) and in-plane forces.
+        weight_bulk_energy: float | None = None, scale_columns: bool = True,
+        crystal: Crystal = TRIANGULAR) -> FitResult:
+    """Weighted least-squares fit of energies (per atom) and in-plane forces of one training cell.
 
     Minimises Σ_R W_E |E/n − Ẽ/n|² + W_F |F − F̃|² (P1 eq. 4.2, energies per atom) with the
     truncated rank-revealing QR of :func:`kernels.least_squares.solve_rrqr`, plus
@@ -275,48 +370,68 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     (``weight_bulk_energy``: None → W_E; 0 → no bulk row, P1's sets exactly). Without that row the
     model's bulk energy per atom, hence its formation energies, are not determined by the data.
     ``scale_columns`` normalises the design-matrix columns before the truncated QR (see
-    :func:`kernels.least_squares.solve_rrqr`).
+    :func:`kernels.least_squares.solve_rrqr`). The one-component case of :func:`fit_union`.
     """
-    A, y = _energy_force_system(rows.train, data.train, weight_energy, weight_forces)
-    w_bulk = weight_energy if weight_bulk_energy is None else weight_bulk_energy
-    if w_bulk < 0:
-        raise ValueError(f"weight_bulk_energy must be >= 0, got {weight_bulk_energy}")
-    if w_bulk > 0 and rows.perfect is not None and data.perfect is not None:
-        n_p = data.perfect.positions_A.shape[1]
-        A_b, y_b = weighted_system([(rows.perfect.energy / n_p, data.perfect.energy_eV / n_p,
-                                     w_bulk)])
-        A, y = np.vstack([A, A_b]), np.concatenate([y, y_b])
+    return fit_union(basis, [TrainingComponent("training", rows, data, weight_energy,
+                                               weight_forces)],
+                     lattice, rtol, weight_bulk_energy, scale_columns, crystal)
+
+
+def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: LatticeReference,
+              rtol: float = 1e-6, weight_bulk_energy: float | None = None,
+              scale_columns: bool = True, crystal: Crystal = TRIANGULAR) -> FitResult:
+    """One weighted least-squares fit on the union of several defect training cells.
+
+    The system is :func:`union_system`; see :func:`fit` for the loss and the bulk-energy rows.
+    Test RMSEs are reported pooled over every component's test set (energies per atom, meV/atom;
+    force components, eV/Å) and per component
+    (:attr:`FitResult.rmse_energy_by_component_meV_per_atom`,
+    :attr:`FitResult.rmse_forces_by_component_eV_per_A`, in the order of ``components``).
+    """
+    system = union_system(components, weight_bulk_energy)
     t0 = time.perf_counter()
-    sol = solve_rrqr(A, y, rtol, scale_columns)
+    sol = solve_rrqr(system.A, system.y, rtol, scale_columns)
     fit_time = time.perf_counter() - t0
     c = sol.coeffs
-    n = data.test.positions_A.shape[1]
-    e_pred = rows.test.energy @ c
-    f_pred = rows.test.forces @ c
-    fc_error, bulk_error = model_lattice_errors(basis, c, lattice)
+    e_err, f_err, e_rmse, f_rmse = [], [], [], []
+    for comp in components:
+        n = comp.data.test.positions_A.shape[1]
+        k = comp.rows.test.forces.shape[2]
+        de = (comp.rows.test.energy @ c) / n - comp.data.test.energy_eV / n
+        df = (comp.rows.test.forces @ c - comp.data.test.forces_eV_per_A[:, :, :k]).ravel()
+        e_err.append(de)
+        f_err.append(df)
+        e_rmse.append(1e3 * rmse(de, 0.0))
+        f_rmse.append(rmse(df, 0.0))
+    fc_error, bulk_error = model_lattice_errors(basis, c, lattice, crystal)
     return FitResult(
-        coeffs=c, rank=sol.rank, n_basis=rows.n_basis, n_observations=int(A.shape[0]),
-        rmse_energy_meV_per_atom=1e3 * rmse(e_pred / n, data.test.energy_eV / n),
-        rmse_forces_eV_per_A=rmse(f_pred, data.test.forces_eV_per_A[:, :, :PLANAR]),
+        coeffs=c, rank=sol.rank, n_basis=components[0].rows.n_basis,
+        n_observations=int(system.A.shape[0]),
+        rmse_energy_meV_per_atom=1e3 * rmse(np.concatenate(e_err), 0.0),
+        rmse_forces_eV_per_A=rmse(np.concatenate(f_err), 0.0),
         force_constant_error_percent=fc_error, fit_time_s=fit_time,
-        bulk_energy_error_meV_per_atom=bulk_error)
+        bulk_energy_error_meV_per_atom=bulk_error,
+        rmse_energy_by_component_meV_per_atom=tuple(e_rmse),
+        rmse_forces_by_component_eV_per_A=tuple(f_rmse))
 
 
-def model_lattice_errors(basis: ACEBasis, coeffs: np.ndarray,
-                         lattice: LatticeReference) -> tuple[float, float]:
+def model_lattice_errors(basis: ACEBasis, coeffs: np.ndarray, lattice: LatticeReference,
+                         crystal: Crystal = TRIANGULAR) -> tuple[float, float]:
     """ε_FC_hom (%) and |ẽ_bulk − e_bulk| (meV/atom) of a fitted model on the perfect lattice."""
     model = ACEModel(basis, coeffs)
-    nfc = FORCE_CONSTANT_CELL
-    pos = triangular_sites(nfc, lattice.r0_A)
-    cell = triangular_cell(nfc, lattice.r0_A)
-    K = force_constants(model, pos, cell, [SYMBOL] * len(pos), PLANAR)
-    bulk_ml = model.evaluate(pos, cell, [SYMBOL] * len(pos)).energy_eV / len(pos)
+    nfc = crystal.force_constant_cell
+    pos = crystal.sites(nfc, lattice.r0_A)
+    cell = crystal.cell(nfc, lattice.r0_A)
+    symbols = [crystal.symbol] * len(pos)
+    K = force_constants(model, pos, cell, symbols, crystal.dimension)
+    bulk_ml = model.evaluate(pos, cell, symbols).energy_eV / len(pos)
     return (force_constant_error(lattice.force_constants_eV_per_A2, K),
             1e3 * abs(bulk_ml - lattice.bulk_energy_eV_per_atom))
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
-            lattice: LatticeReference, options: RelaxOptions) -> Prediction:
+            lattice: LatticeReference, options: RelaxOptions,
+            crystal: Crystal = TRIANGULAR) -> Prediction:
     """Relax the simulation cell with the fitted model, starting from ū, and measure the errors.
 
     energy_error_eV is |E(ū) − Ẽ(ũ)| with each model's energy measured from its own value at the
@@ -328,23 +443,23 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     """
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)
-    symbols = [SYMBOL] * len(sim.positions0_A)
+    symbols = [crystal.symbol] * len(sim.positions0_A)
     e0_ml = model.evaluate(sim.positions0_A, sim.cell_A, symbols).energy_eV
     if options.optimizer == HESSIAN_LBFGS:
         if sim.precon is None:
             raise ValueError("hessian-lbfgs needs the simulation reference's Hessian")
         r = relax_preconditioned(model, sim.positions_A, sim.cell_A, symbols, sim.precon,
-                                 PLANAR, options.fmax_eV_per_A, options.max_steps)
+                                 crystal.dimension, options.fmax_eV_per_A, options.max_steps)
     else:
         r = relax(model, sim.positions_A, sim.cell_A, symbols, options.fmax_eV_per_A,
                   options.max_steps, options.optimizer)
-    n0 = FORCE_CONSTANT_CELL
-    perfect = triangular_sites(n0, lattice.r0_A)
-    bulk_ml = model.evaluate(perfect, triangular_cell(n0, lattice.r0_A),
-                             [SYMBOL] * len(perfect)).energy_eV / len(perfect)
+    n0 = crystal.force_constant_cell
+    perfect = crystal.sites(n0, lattice.r0_A)
+    bulk_ml = model.evaluate(perfect, crystal.cell(n0, lattice.r0_A),
+                             [crystal.symbol] * len(perfect)).energy_eV / len(perfect)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, nearest_neighbour_cutoff(lattice.r0_A)),
+                                        sim.cell_A, crystal.neighbour_cutoff_A(lattice.r0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_x0_eV, r.energy_eV, e0_ml),
         formation_energy_error_eV=formation_energy_error(
             sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml,

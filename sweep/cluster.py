@@ -439,6 +439,16 @@ def _exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _handler)
 
 
+def _spec_memory(spec_name: str):
+    """A spec's ``[cluster] memory_per_worker`` (experiments that declare it), else None."""
+    from .spec import SpecError, load_spec  # noqa: PLC0415
+
+    try:
+        return load_spec(spec_name).params.get("cluster", {}).get("memory_per_worker")
+    except SpecError:
+        return None
+
+
 def connect_from_args(args):
     """The client the parsed command-line options ask for.
 
@@ -454,9 +464,12 @@ def connect_from_args(args):
         return connect(args.workers, None)
     if kind != "slurm":
         raise SystemExit(f"sweep: unknown cluster kind {kind!r} (local, slurm)")
+    memory = args.memory
+    if memory is None and getattr(args, "spec", None):
+        memory = _spec_memory(args.spec)
     try:
         settings = slurm_settings(
-            cores=args.cores, memory=args.memory, processes=args.processes,
+            cores=args.cores, memory=memory, processes=args.processes,
             walltime=args.walltime, queue=args.queue, account=args.account,
             interface=args.interface, min_jobs=args.min_jobs, max_jobs=args.max_jobs,
             job_directives=args.job_directive, lifetime=args.lifetime,

@@ -11,50 +11,71 @@ import socket
 
 from kernels import point_defects as pdk
 from kernels.ace import ACEBasis, ace_potential_config
+from kernels.diamond import DIAMOND
 from kernels.finnis_sinclair import wang2014_tungsten
+from kernels.lattice import TRIANGULAR
+from kernels.nrl_tb import bernstein2000_si_sp
 from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_factors
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
-           "basis_for", "design_slice", "fit_slice"]
+           "basis_for", "design_slice", "fit_slice", "fit_union", "point_union", "CRYSTALS",
+           "reference_model"]
 
-#: Reference models by spec name → constructor.
-REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten}
+#: Reference models by spec name → constructor (keyword options from the spec's [reference]).
+REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
+                    "nrl-tb-si-sp-bernstein2000": bernstein2000_si_sp}
+
+#: Lattices by spec name (``crystal`` arguments below; "triangular" when omitted).
+CRYSTALS = {"triangular": TRIANGULAR, "diamond": DIAMOND}
+
+
+def reference_model(reference):
+    """The reference model of a spec: its name, or its ``[reference]`` table (``model`` plus
+    the constructor's keyword options, e.g. ``kpoint_length_A``)."""
+    if isinstance(reference, dict):
+        opts = {k: v for k, v in reference.items() if k != "model"}
+        return REFERENCE_MODELS[reference["model"]](**opts)
+    return REFERENCE_MODELS[reference]()
 
 
 def _relax_options(relax: dict) -> pdk.RelaxOptions:
     return pdk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
 
 
-def basis_for(ace: dict, basis_size: int) -> ACEBasis:
+def basis_for(ace: dict, basis_size: int, symbol: str = pdk.SYMBOL) -> ACEBasis:
     """The ACE basis of a spec's ``[ace]`` table at one requested size."""
-    return ACEBasis(ace_potential_config([pdk.SYMBOL], basis_size, ace["cutoff_A"],
+    return ACEBasis(ace_potential_config([symbol], basis_size, ace["cutoff_A"],
                                          ace["nradmax_by_orders"], ace["lmax_by_orders"],
                                          ace["radial_basis"]))
 
 
-def lattice(reference: str) -> pdk.LatticeReference:
+def lattice(reference: str, crystal: str = "triangular") -> pdk.LatticeReference:
     """r0, bulk energy and force constants of the reference model."""
-    return pdk.lattice_reference(REFERENCE_MODELS[reference]())
+    return pdk.lattice_reference(reference_model(reference), CRYSTALS[crystal])
 
 
 def simulation(reference: str, lat: pdk.LatticeReference, size: int, kinds: list[str],
-               separation: int, relax: dict) -> pdk.SimulationReference:
+               separation: int, relax: dict, crystal: str = "triangular"
+               ) -> pdk.SimulationReference:
     """The reference relaxation of one simulation cell (shared by every fit)."""
-    return pdk.simulation_reference(REFERENCE_MODELS[reference](), lat.r0_A, size, kinds,
-                                    separation, _relax_options(relax))
+    return pdk.simulation_reference(reference_model(reference), lat.r0_A, size, kinds,
+                                    separation, _relax_options(relax), CRYSTALS[crystal])
 
 
 def training(reference: str, lat: pdk.LatticeReference, size: int, kind: str, params: dict,
-             seed_train: int, seed_test: int, relax: dict) -> pdk.TrainingData:
+             seed_train: int, seed_test: int, relax: dict, crystal: str = "triangular"
+             ) -> pdk.TrainingData:
     """Training and test sets of one training cell (shared by every basis and fit)."""
-    return pdk.training_data(REFERENCE_MODELS[reference](), lat.r0_A, size, kind,
+    return pdk.training_data(reference_model(reference), lat.r0_A, size, kind,
                              params["n_train"], params["n_test"], params["rattle_A"],
-                             seed_train, seed_test, _relax_options(relax))
+                             seed_train, seed_test, _relax_options(relax), CRYSTALS[crystal])
 
 
-def design(ace: dict, basis_size: int, data: pdk.TrainingData) -> pdk.TrainingRows:
+def design(ace: dict, basis_size: int, data: pdk.TrainingData,
+           crystal: str = "triangular") -> pdk.TrainingRows:
     """Design rows of one training set in one basis (shared by every weight set)."""
-    return pdk.design_rows(basis_for(ace, basis_size), data)
+    c = CRYSTALS[crystal]
+    return pdk.design_rows(basis_for(ace, basis_size, c.symbol), data, c)
 
 
 def fit(ace: dict, basis_size: int, rows: pdk.TrainingRows, data: pdk.TrainingData,
@@ -101,10 +122,13 @@ def fit_slice(ace: dict, basis_sizes: list[int], basis_size: int, factors: Slice
 
 
 def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
-          sim: pdk.SimulationReference, lat: pdk.LatticeReference, relax: dict) -> dict:
+          sim: pdk.SimulationReference, lat: pdk.LatticeReference, relax: dict,
+          crystal: str = "triangular") -> dict:
     """Relax one simulation cell with one fitted model: every stored value of a grid point."""
     fitted, rows_time_s = fit_and_time
-    p = pdk.predict(basis_for(ace, basis_size), fitted.coeffs, sim, lat, _relax_options(relax))
+    c = CRYSTALS[crystal]
+    p = pdk.predict(basis_for(ace, basis_size, c.symbol), fitted.coeffs, sim, lat,
+                    _relax_options(relax), c)
     return {
         "geometry_error": p.geometry_error_A,
         "energy_error": p.energy_error_eV,
@@ -123,3 +147,31 @@ def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
     }
 
+
+def fit_union(ace: dict, basis_size: int, components: list, lat: pdk.LatticeReference,
+              fit_params: dict, crystal: str = "triangular") -> tuple[pdk.FitResult, float, tuple]:
+    """One fit on the union of several training cells.
+
+    ``components`` lists ``(name, rows, data, (W_E, W_F))`` per cell. Returns the fit, the
+    summed build time (s) of the cells' design rows, and the component names (the order of the
+    fit's per-component RMSEs).
+    """
+    comps = [pdk.TrainingComponent(name, rows, data, float(w[0]), float(w[1]))
+             for name, rows, data, w in components]
+    c = CRYSTALS[crystal]
+    fitted = pdk.fit_union(basis_for(ace, basis_size, c.symbol), comps, lat, fit_params["rtol"],
+                           crystal=c)
+    return fitted, sum(c.rows.time_s for c in comps), tuple(c.name for c in comps)
+
+
+def point_union(ace: dict, basis_size: int, fit_time_names: tuple, sim: pdk.SimulationReference,
+                lat: pdk.LatticeReference, relax: dict, crystal: str = "triangular") -> dict:
+    """:func:`point` for a union fit, plus each component's test RMSEs
+    (``rmse_energy_<name>`` in meV/atom, ``rmse_forces_<name>`` in eV/Å)."""
+    fitted, rows_time_s, names = fit_time_names
+    values = point(ace, basis_size, (fitted, rows_time_s), sim, lat, relax, crystal)
+    for name, e, f in zip(names, fitted.rmse_energy_by_component_meV_per_atom,
+                          fitted.rmse_forces_by_component_eV_per_A):
+        values[f"rmse_energy_{name}"] = e
+        values[f"rmse_forces_{name}"] = f
+    return values

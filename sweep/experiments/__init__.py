@@ -5,8 +5,14 @@ module                      experiment
 ==========================  ==========================================================
 ``p1_point_defects``        ``p1-point-defects-2d``: vacancies in the 2D triangular
                             lattice (P1 §4.1)
+``p1_union``                ``p1-point-defects-union-2d``: one fit on a union of defect
+                            training cells with per-cell weights (P1 §4.2.1, P1-int)
+``p1_si``                   ``p1-point-defects-si``: vacancies in diamond Si, NRL
+                            tight-binding reference (P1 §4.2.2, P1-Si)
 ==========================  ==========================================================
 """
 
 from . import p1_point_defects  # noqa: F401
 from . import p2_dislocations  # noqa: F401,E402
+from . import p1_union  # noqa: F401
+from . import p1_si  # noqa: F401
