@@ -20,8 +20,12 @@ Observation sets (P2 Fig. 5): ``"E+F"`` (W_V1 = W_V2 = 0), ``"E+F+CLE"`` (W_V2 =
 ``"E+F+CLE+NL"`` (all). The bulk energy per atom of the perfect crystal is one extra energy row
 (weight W_E), as in :mod:`kernels.point_defects`, so that formation energies are identifiable.
 
-Rattle: every atom is displaced by a vector of three independent normal deviates of standard
-deviation α/√3, so that the root-mean-square displacement is α (Å).
+Rattle (P2 §4.1.2, "randomly perturb atom positions from ȳ_L by α"): P2's code is JuLIP, whose
+``rattle!(at, α)`` adds α·(2/√3)·(U − ½) to every Cartesian component, U uniform on [0, 1). Each
+atom thus moves by a vector uniform in the cube of half-width α/√3, whose half-diagonal is α: no
+atom moves by more than α (Å), the per-component standard deviation is α/3 and the RMS
+displacement α/√3. (An earlier version of this module drew normal deviates of RMS α, √3 times
+larger and unbounded: at α = 0.5 Å that broke the fits.)
 
 Units: Å, eV, eV/Å; virials eV; W_cb derivatives and elastic constants eV/Å³;
 L and N are in units of the lattice constant a0 (the papers' r0).
@@ -47,7 +51,8 @@ from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
 __all__ = ["OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference",
            "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
            "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
-           "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "RelaxOptions"]
+           "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
+           "RelaxOptions"]
 
 SYMBOL = "W"
 OBSERVATION_SETS = ("E+F", "E+F+CLE", "E+F+CLE+NL")
@@ -189,11 +194,28 @@ def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions
                                r.energy_eV, r.n_steps)
 
 
+def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: float
+                           ) -> np.ndarray:
+    """JuLIP's rattle: displacements (Å) uniform in the cube [−α/√3, α/√3]³, so |u| ≤ α.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The explicit random stream.
+    shape : tuple of int
+        Leading shape, e.g. (n_configs, n_atoms); a trailing axis of 3 is appended.
+    amplitude_A : float
+        α, the largest displacement of any atom (Å).
+    """
+    half_width = amplitude_A / np.sqrt(3.0)
+    return rng.uniform(-half_width, half_width, tuple(shape) + (3,))
+
+
 def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
     rng = np.random.default_rng(seed)
     n = len(relaxed_A)
     sym = [SYMBOL] * n
-    pos = relaxed_A[None] + (amplitude_A / np.sqrt(3.0)) * rng.standard_normal((n_configs, n, 3))
+    pos = relaxed_A[None] + rattle_displacements_A(rng, (n_configs, n), amplitude_A)
     energy = np.empty(n_configs)
     forces = np.empty((n_configs, n, 3))
     virial = np.empty((n_configs, 3, 3))
@@ -205,7 +227,7 @@ def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
 
 def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, amplitude_A: float,
                   seed_train: int, seed_test: int, options: RelaxOptions) -> TrainingData:
-    """Relax the training cell (four screws, side ≈ ``size`` a0) and rattle it (RMS α, Å)."""
+    """Relax the training cell (four screws, side ≈ ``size`` a0) and rattle it (|u| ≤ α, Å)."""
     c = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
     sym = [SYMBOL] * len(c.positions_A)
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,

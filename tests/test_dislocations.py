@@ -156,8 +156,25 @@ def test_ard_recovers_sparse_coefficients():
     assert sol.rank <= 6
 
 
+def test_rattle_is_julips_bounded_cube():
+    """P2's α is JuLIP's rattle!: every component uniform on ±α/√3, so |u| ≤ α, std α/3 (Å)."""
+    alpha = 0.5
+    u = dk.rattle_displacements_A(np.random.default_rng(7), (40, 500), alpha)
+    assert u.shape == (40, 500, 3)
+    assert np.abs(u).max() <= alpha / np.sqrt(3.0)
+    assert np.linalg.norm(u, axis=-1).max() <= alpha
+    assert u.std() == pytest.approx(alpha / 3.0, rel=0.01)  # 60,000 samples: ~0.3 % noise
+    assert abs(u.mean()) < 0.01 * alpha
+    again = dk.rattle_displacements_A(np.random.default_rng(7), (40, 500), alpha)
+    assert np.array_equal(u, again)
+
+
+@pytest.mark.slow
 def test_stages_end_to_end_and_elastic_observations_help():
-    """Tiny real pipeline: the CLE rows cut the elastic-constant error of the fit."""
+    """Tiny real pipeline: the CLE rows cut the elastic-constant error of the fit.
+
+    Slow (~70 s on a busy core): the default suite covers the same stages through
+    tests/test_p2_sweep.py's tiny sweep."""
     model = zhou2001_tungsten()
     opts = dk.RelaxOptions(1e-4, 3000, "lbfgs")
     lat = dk.lattice_reference(model)

@@ -16,7 +16,7 @@ task                        one per                                         feed
 
 The grid's ``defect`` is ``"screw"``, ``n_defects`` is 4 (the quadrupole), ``L`` the
 training-cell size in a0, ``observations`` one of ``E+F``, ``E+F+CLE``, ``E+F+CLE+NL`` and the
-extra dimension ``rattle_A`` the RMS rattle amplitude α (Å). Weight tables hold W_E, W_F, W_V1
+extra dimension ``rattle_A`` the rattle amplitude α (Å; every atom moves by at most α, JuLIP's rattle!). Weight tables hold W_E, W_F, W_V1
 (``elastic``) and W_V2 (``nonlinear_elastic``).
 """
 
@@ -192,6 +192,6 @@ EXPERIMENT = register(Experiment(
                   "forces": ("force weight W_F", "1"),
                   "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb, eV/Å³)", "1"),
                   "nonlinear_elastic": ("nonlinear-elastic weight W_V2 (on ∂³W_cb, eV/Å³)", "1")},
-    extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "RMS rattle amplitude α",
+    extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "rattle amplitude α (largest displacement, JuLIP rattle!)",
                                                    "units": "Å"}),),
     variables=VARIABLES))
