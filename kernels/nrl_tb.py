@@ -26,7 +26,10 @@ atom, so energies per atom are positive), forces in eV/Å, virials in eV.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -35,6 +38,22 @@ import numpy as np
 from .finnis_sinclair import EnergyForcesVirial
 
 __all__ = ["NRLTightBinding", "bernstein2000_si_sp", "monkhorst_pack_mesh", "kpoints_xml"]
+
+
+@contextlib.contextmanager
+def _quiet_fortran_stdout():
+    """Send file descriptor 1 to /dev/null for the block (QUIP writes there from Fortran, below
+    Python's sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def monkhorst_pack_mesh(cell_A: np.ndarray, kpoint_length_A: float) -> tuple[int, int, int]:
@@ -91,7 +110,8 @@ class NRLTightBinding:
                 text = self.params_xml
             else:
                 text = f"<params>{kpoints_xml(mesh)}{self.params_xml}</params>"
-            self._cache[mesh] = Potential("TB NRL-TB", param_str=text)
+            with _quiet_fortran_stdout():  # QUIP's XML reader prints a line per element
+                self._cache[mesh] = Potential("TB NRL-TB", param_str=text)
         return self._cache[mesh]
 
     def mesh(self, cell_A: np.ndarray) -> tuple[int, int, int]:
