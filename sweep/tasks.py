@@ -129,13 +129,21 @@ def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
     c = CRYSTALS[crystal]
     p = pdk.predict(basis_for(ace, basis_size, c.symbol), fitted.coeffs, sim, lat,
                     _relax_options(relax), c)
+    return point_values(fitted, p, rows_time_s)
+
+
+def point_values(fitted, p, rows_time_s: float, force_constant_error_percent=None) -> dict:
+    """The common stored values of a grid point (:data:`sweep.store.VARIABLES`) from a fit and
+    a prediction of any experiment, plus where it ran."""
+    fc = (fitted.force_constant_error_percent if force_constant_error_percent is None
+          else force_constant_error_percent)
     return {
         "geometry_error": p.geometry_error_A,
         "energy_error": p.energy_error_eV,
         "formation_energy_error": p.formation_energy_error_eV,
         "rmse_energy": fitted.rmse_energy_meV_per_atom,
         "rmse_forces": fitted.rmse_forces_eV_per_A,
-        "force_constant_error": fitted.force_constant_error_percent,
+        "force_constant_error": fc,
         "n_basis": fitted.n_basis,
         "rank": fitted.rank,
         "n_observations": fitted.n_observations,

@@ -22,9 +22,6 @@ extra dimension ``rattle_A`` the rattle amplitude α (Å; every atom moves by at
 
 from __future__ import annotations
 
-import os
-import socket
-
 import numpy as np
 
 from kernels import dislocations as dk
@@ -32,6 +29,7 @@ from kernels.ace import ACEBasis, ACEModel, ace_potential_config
 from kernels.eam import zhou2001_tungsten
 from kernels.force_constants import force_constant_error, force_constants
 
+from .. import tasks
 from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
 from ..spec import NONNEG_INT, POS_FLOAT, POS_INT, STR, INT_LIST, SpecError, check_ace_table
@@ -122,25 +120,9 @@ def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.Simu
     x, c, s = dk.bcc_cubic_cell(lat.a0_A)
     K_ref = force_constants(REFERENCE_MODELS[reference](), x, c, s)
     K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
-    return {
-        "geometry_error": p.geometry_error_A,
-        "energy_error": p.energy_error_eV,
-        "formation_energy_error": p.formation_energy_error_eV,
-        "rmse_energy": fitted.rmse_energy_meV_per_atom,
-        "rmse_forces": fitted.rmse_forces_eV_per_A,
-        "force_constant_error": force_constant_error(K_ref, K_ml),
-        "n_basis": fitted.n_basis,
-        "rank": fitted.rank,
-        "n_observations": fitted.n_observations,
-        "fit_time": fitted.fit_time_s,
-        "design_time": rows_time_s,
-        "predict_time": p.time_s,
-        "relax_steps": p.relax_steps,
-        "worker_host": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
-        "rmse_virial": fitted.rmse_virial_eV,
-        "elastic_constant_error": fitted.elastic_constant_error_percent,
-    }
+    return {**tasks.point_values(fitted, p, rows_time_s, force_constant_error(K_ref, K_ml)),
+            "rmse_virial": fitted.rmse_virial_eV,
+            "elastic_constant_error": fitted.elastic_constant_error_percent}
 
 
 def training_seeds(spec, L: int, rattle_A: float) -> tuple[int, int]:
