@@ -44,7 +44,7 @@ from .ard import solve_ard
 from .elasticity import cauchy_born_derivatives, elastic_rows
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .least_squares import solve_rrqr, weighted_system
-from .point_defects import Observations, RelaxOptions
+from .point_defects import Observations, Prediction, RelaxOptions
 from .relax import relax
 from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
 
@@ -157,17 +157,6 @@ class FitResult:
     rmse_virial_eV: float
     elastic_constant_error_percent: float
     fit_time_s: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Errors on the quadrupole: geometry (Å), energy and formation energy (eV)."""
-
-    geometry_error_A: float
-    energy_error_eV: float
-    formation_energy_error_eV: float
-    relax_steps: int
-    time_s: float
 
 
 def lattice_reference(model) -> LatticeReference:

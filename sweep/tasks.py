@@ -19,7 +19,7 @@ from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_fa
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
            "basis_for", "design_slice", "fit_slice", "fit_union", "point_union", "CRYSTALS",
-           "reference_model"]
+           "reference_model", "relax_options"]
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
@@ -38,7 +38,8 @@ def reference_model(reference):
     return REFERENCE_MODELS[reference]()
 
 
-def _relax_options(relax: dict) -> pdk.RelaxOptions:
+def relax_options(relax: dict) -> pdk.RelaxOptions:
+    """The kernels' relaxation settings from a spec's ``[relax]`` table."""
     return pdk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
 
 
@@ -59,7 +60,7 @@ def simulation(reference: str, lat: pdk.LatticeReference, size: int, kinds: list
                ) -> pdk.SimulationReference:
     """The reference relaxation of one simulation cell (shared by every fit)."""
     return pdk.simulation_reference(reference_model(reference), lat.r0_A, size, kinds,
-                                    separation, _relax_options(relax), CRYSTALS[crystal])
+                                    separation, relax_options(relax), CRYSTALS[crystal])
 
 
 def training(reference: str, lat: pdk.LatticeReference, size: int, kind: str, params: dict,
@@ -68,7 +69,7 @@ def training(reference: str, lat: pdk.LatticeReference, size: int, kind: str, pa
     """Training and test sets of one training cell (shared by every basis and fit)."""
     return pdk.training_data(reference_model(reference), lat.r0_A, size, kind,
                              params["n_train"], params["n_test"], params["rattle_A"],
-                             seed_train, seed_test, _relax_options(relax), CRYSTALS[crystal])
+                             seed_train, seed_test, relax_options(relax), CRYSTALS[crystal])
 
 
 def design(ace: dict, basis_size: int, data: pdk.TrainingData,
@@ -128,7 +129,7 @@ def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
     fitted, rows_time_s = fit_and_time
     c = CRYSTALS[crystal]
     p = pdk.predict(basis_for(ace, basis_size, c.symbol), fitted.coeffs, sim, lat,
-                    _relax_options(relax), c)
+                    relax_options(relax), c)
     return point_values(fitted, p, rows_time_s)
 
 

@@ -33,9 +33,10 @@ from kernels.defects import KINDS
 
 from .. import tasks
 from ..experiment import Experiment, register
-from ..spec import NONNEG_INT, SpecError, check_ace_table
+from ..spec import NONNEG_INT, SpecError
 from .p1_point_defects import ALLOWED as P1_ALLOWED
 from .p1_point_defects import FIXED as P1_FIXED
+from .p1_point_defects import check as p1_check
 from .p1_point_defects import training_seeds
 
 __all__ = ["EXPERIMENT", "kinds_of", "components_of", "component_weights",
@@ -99,13 +100,7 @@ def check(spec) -> None:
             if k not in KINDS:
                 raise SpecError(f"grid.defect[{i}]", f"{defect!r}: unknown kind {k!r}; a value is "
                                 f"a '+'-separated list of {', '.join(map(repr, KINDS))}")
-    size = spec.params["simulation"]["size"]
-    for i, L in enumerate(spec.grid["L"]):
-        if 2 * L > size and max(spec.grid["n_defects"]) > 1:
-            raise SpecError(f"grid.L[{i}]", f"L = L_D = {L} r0 needs simulation.size >= {2 * L} r0 "
-                                            f"(got {size}) so that defects are nearer each other "
-                                            "than their periodic images")
-    check_ace_table(spec.params["ace"])
+    p1_check(spec)  # defect separation and ACE table, as for P1's vacancies
 
 
 def reference_of(params: dict):

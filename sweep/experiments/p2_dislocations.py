@@ -25,14 +25,15 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import dislocations as dk
-from kernels.ace import ACEBasis, ACEModel, ace_potential_config
+from kernels.ace import ACEBasis, ACEModel
 from kernels.eam import zhou2001_tungsten
 from kernels.force_constants import force_constant_error, force_constants
 
 from .. import tasks
 from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
-from ..spec import NONNEG_INT, POS_FLOAT, POS_INT, STR, INT_LIST, SpecError, check_ace_table
+from ..spec import SpecError, check_ace_table
+from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED
 
 __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
            "point", "build"]
@@ -40,15 +41,9 @@ __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training"
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
 
-FIXED = {
-    "reference": {"model": STR},
-    "simulation": {"size": POS_INT},
-    "training": {"n_train": POS_INT, "n_test": POS_INT, "seed": NONNEG_INT},
-    "ace": {"cutoff_A": POS_FLOAT, "radial_basis": STR, "nradmax_by_orders": INT_LIST,
-            "lmax_by_orders": INT_LIST},
-    "fit": {"solver": STR, "rtol": POS_FLOAT},
-    "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
-}
+#: P1's tables, except that the rattle amplitude is a grid dimension (``rattle_A``).
+FIXED = {**P1_FIXED, "training": {k: rule for k, rule in P1_FIXED["training"].items()
+                                  if k != "rattle_A"}}
 
 ALLOWED = {
     "defect": ("screw",),
@@ -57,7 +52,7 @@ ALLOWED = {
     "reference.model": tuple(REFERENCE_MODELS),
     "fit.solver": dk.SOLVERS,
     "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire"),
-    "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
+    "ace.radial_basis": P1_ALLOWED["ace.radial_basis"],
 }
 
 VARIABLES = {
@@ -67,15 +62,9 @@ VARIABLES = {
 }
 
 
-def _relax(relax: dict) -> dk.RelaxOptions:
-    return dk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
-
-
 def basis_for(ace: dict, basis_size: int) -> ACEBasis:
-    """The ACE basis of a spec's ``[ace]`` table at one requested size."""
-    return ACEBasis(ace_potential_config([dk.SYMBOL], basis_size, ace["cutoff_A"],
-                                         ace["nradmax_by_orders"], ace["lmax_by_orders"],
-                                         ace["radial_basis"]))
+    """The ACE basis of a spec's ``[ace]`` table at one requested size (W)."""
+    return tasks.basis_for(ace, basis_size, dk.SYMBOL)
 
 
 def lattice(reference: str) -> dk.LatticeReference:
@@ -86,14 +75,14 @@ def lattice(reference: str) -> dk.LatticeReference:
 def simulation(reference: str, lat: dk.LatticeReference, size: int, relax: dict
                ) -> dk.SimulationReference:
     """The reference relaxation of the quadrupole cell (shared by every fit)."""
-    return dk.simulation_reference(REFERENCE_MODELS[reference](), lat.a0_A, size, _relax(relax))
+    return dk.simulation_reference(REFERENCE_MODELS[reference](), lat.a0_A, size, tasks.relax_options(relax))
 
 
 def training(reference: str, lat: dk.LatticeReference, size: int, rattle_A: float, params: dict,
              seed_train: int, seed_test: int, relax: dict) -> dk.TrainingData:
     """Training and test sets of one training cell and rattle amplitude (Å)."""
     return dk.training_data(REFERENCE_MODELS[reference](), lat.a0_A, size, params["n_train"],
-                            params["n_test"], rattle_A, seed_train, seed_test, _relax(relax))
+                            params["n_test"], rattle_A, seed_train, seed_test, tasks.relax_options(relax))
 
 
 def design(ace: dict, basis_size: int, data: dk.TrainingData, lat: dk.LatticeReference
@@ -116,7 +105,7 @@ def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.Simu
     """Relax the quadrupole with one fitted model: every stored value of a grid point."""
     fitted, rows_time_s = fit_and_time
     basis = basis_for(ace, basis_size)
-    p = dk.predict(basis, fitted.coeffs, sim, lat, _relax(relax))
+    p = dk.predict(basis, fitted.coeffs, sim, lat, tasks.relax_options(relax))
     x, c, s = dk.bcc_cubic_cell(lat.a0_A)
     K_ref = force_constants(REFERENCE_MODELS[reference](), x, c, s)
     K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
