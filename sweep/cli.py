@@ -25,8 +25,8 @@ def _cmd_run(args) -> int:
     from .lock import StoreLocked, store_lock  # noqa: PLC0415
     from .runner import run_sweep  # noqa: PLC0415
     from .spec import SpecError, load_spec  # noqa: PLC0415
-    from .store import (StoreMismatch, grid_difference, open_store,  # noqa: PLC0415
-                        recover_interrupted_extension, verify_store)
+    from .store import (StoreMismatch, open_existing,  # noqa: PLC0415
+                        recover_interrupted_extension)
 
     try:
         spec = load_spec(args.spec)
@@ -41,9 +41,7 @@ def _cmd_run(args) -> int:
         with store_lock(store):
             recover_interrupted_extension(store)
             if store.exists():
-                ds = open_store(store)
-                grid_difference(ds, spec)
-                verify_store(store, ds, spec)
+                open_existing(store, spec)
     except (StoreLocked, StoreMismatch) as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2

@@ -80,11 +80,9 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
 
     st.recover_interrupted_extension(path)
     if path.exists():
-        ds = st.open_store(path)
-        added = st.grid_difference(ds, spec)  # refuses another spec's store
-        st.verify_store(path, ds, spec)  # refuses a damaged one
+        ds, added = st.open_existing(path, spec)  # refuses another spec's or a damaged store
         if added:
-            ds = st.extend_store(path, ds, spec)
+            ds = st.extend_store(path, ds, spec, added)
             summary_note = "; ".join(f"grid.{d} + {v}" for d, v in added.items())
             print(f"extended the store's grid ({summary_note}); finished points are kept")
     else:

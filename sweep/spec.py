@@ -253,10 +253,6 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
     return spec
 
 
-def _missing(field):
-    raise SpecError(field, "missing (required)")
-
-
 def builtin_specs() -> dict[str, str]:
     """Names of the built-in specs → their TOML text."""
     root = resources.files("sweep") / "specs"

@@ -31,7 +31,7 @@ import zarr
 from .spec import Spec
 
 __all__ = ["VARIABLES", "COORD_ATTRS", "variables_for", "StoreMismatch", "PointIndex", "create_store",
-           "open_store", "check_compatible", "grid_difference", "extend_store", "verify_store",
+           "open_store", "open_existing", "grid_difference", "extend_store", "verify_store",
            "recover_interrupted_extension", "StoreDamaged", "point_status", "write_point", "write_failure",
            "update_attrs", "SEEDS_POLICY", "STATUS_VALUES"]
 
@@ -271,16 +271,6 @@ def grid_difference(ds: xr.Dataset, spec: Spec) -> dict:
     return added
 
 
-def check_compatible(ds: xr.Dataset, spec: Spec) -> None:
-    """Refuse a store written by another spec, or whose grid differs from the spec's; say what
-    differs. (A grid the spec only extends is accepted by :func:`extend_store`.)"""
-    added = grid_difference(ds, spec)
-    if added:
-        raise StoreMismatch("the spec extends the store's grid ("
-                            + "; ".join(f"grid.{d} adds {v}" for d, v in added.items())
-                            + "): run it through `sweep run`, which extends the store")
-
-
 def _backup_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.before-extension")
 
@@ -296,12 +286,14 @@ def recover_interrupted_extension(path: str | os.PathLike) -> None:
             os.rename(backup, path)
 
 
-def extend_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> xr.Dataset:
+def extend_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec, added: dict
+                 ) -> xr.Dataset:
     """Rewrite the store for ``spec``'s larger grid, keeping every point already written.
 
     The new template is filled with the old store's values at the old labels, written beside the
     store, and swapped in by two renames (old → backup, new → path); the backup is removed last,
-    and :func:`recover_interrupted_extension` undoes a crash between the renames.
+    and :func:`recover_interrupted_extension` undoes a crash between the renames. ``added`` (the
+    values :func:`grid_difference` found) is recorded in the ``extensions`` attribute.
     """
     path = Path(path)
     old = ds.load()
@@ -309,7 +301,7 @@ def extend_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> xr.Data
     new.attrs.update({k: v for k, v in old.attrs.items()
                       if k in ("created_at", "r0_A") or k.startswith("cluster_")})
     history = json.loads(old.attrs.get("extensions", "[]"))
-    history.append({"at": _now(), "added": grid_difference(old, spec)})
+    history.append({"at": _now(), "added": added})
     new.attrs["extensions"] = json.dumps(history)
     where = {d: [str(v) for v in new[d].values] for d in spec.dims}
     index = tuple(np.array([where[d].index(str(v)) for v in _grid_values(old, d)])
@@ -361,6 +353,17 @@ def verify_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> None:
         raise StoreDamaged(f"the store {path} is damaged and will not be written to:\n  "
                            + "\n  ".join(problems) + "\nMove it aside to start a new sweep, "
                            "or restore it from a backup.")
+
+
+def open_existing(path: str | os.PathLike, spec: Spec) -> tuple[xr.Dataset, dict]:
+    """Open the store at ``path`` for ``spec`` after every check a run needs: another spec's
+    store (:class:`StoreMismatch`) and a damaged one (:class:`StoreDamaged`) are refused.
+    Returns the Dataset and the grid values the spec adds (see :func:`grid_difference`; empty
+    when the grids are equal). Call :func:`recover_interrupted_extension` first."""
+    ds = open_store(path)
+    added = grid_difference(ds, spec)
+    verify_store(path, ds, spec)
+    return ds, added
 
 
 def point_status(ds: xr.Dataset) -> np.ndarray:
