@@ -220,8 +220,8 @@ def test_client_runs_as_a_slurm_job(slurm, clean_store, tiny_spec_path, tmp_path
 
 def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_path, capsys):
     """Workers live 8 ± 1 s (as if their jobs were near walltime) in a 9-point sweep that needs
-    several times that: they retire gracefully, adaptivity submits new jobs, and the sweep
-    completes with the values of a clean local run."""
+    several times that on one worker job: it retires gracefully, adaptivity submits new jobs,
+    and the sweep completes with the values of a clean local run."""
     spec_path = tmp_path / "lifetime.toml"
     spec_path.write_text(tiny_spec_text("lifetime", L="L = [4, 5, 6]",
                                         basis_size="basis_size = [20, 30, 40]"))
@@ -229,15 +229,17 @@ def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_p
     run_sweep(load_spec(str(spec_path)), clean, local_client, progress=False)
     path = tmp_path / "lifetime.zarr"
     logs = tmp_path / "logs"
+    # one job at a time: once its worker retires, only a replacement job can finish the sweep
     rc = sweep_main(["run", str(spec_path), "--store", str(path), "--no-progress",
-                     *_slurm_flags(logs), "--lifetime", "8s", "--lifetime-stagger", "1s"])
+                     *_slurm_flags(logs, max_jobs=1), "--lifetime", "8s",
+                     "--lifetime-stagger", "1s"])
     out = capsys.readouterr()
     assert rc == 0, out.out + out.err + slurm.log_tail()
     assert parse_summary(out.out) == {"done": 9, "failed": 0, "skipped": 0, "remaining": 0}
     worker_logs = [p.read_text() for p in logs.glob("*.err")]
     retired = sum("worker-lifetime-reached" in text for text in worker_logs)
     assert retired >= 1, f"no worker reached its lifetime ({len(worker_logs)} worker jobs)"
-    assert len(worker_logs) > 2, "no replacement job was submitted"
+    assert len(worker_logs) > 1, "no replacement job was submitted"
     assert_same_values(path, clean)
 
 
