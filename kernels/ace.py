@@ -176,6 +176,21 @@ class ACEBasis:
             self._cache["tables"] = basis_tables(self._objects().basis)
         return self._cache["tables"]
 
+    def _species_columns(self, symbols: list[str]):
+        """Column range (lo, hi) of each atom's species, or None for a one-species basis.
+
+        pyace orders the coefficients (and the global columns of ``forces_bfuncs``) by species
+        index (``elements_to_index_map``, alphabetical: Al = 0, Ni = 1), each block rank-1
+        functions first; an atom's ``projections`` list only its own species' functions.
+        """
+        bb = self._objects().basis
+        if bb.nelements == 1:
+            return None
+        sizes = [len(bb.basis_rank1[m]) + len(bb.basis[m]) for m in range(bb.nelements)]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        index = bb.elements_to_index_map
+        return [(int(offsets[index[s]]), int(offsets[index[s] + 1])) for s in symbols]
+
     def design_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str],
                     force_components: int = 3, method: str = "chain_rule") -> DesignRows:
         """Energy and force rows of structures that share one cell and species list.
@@ -194,7 +209,8 @@ class ACEBasis:
         method : str
             ``"chain_rule"`` (single species; :mod:`kernels.ace_gradients`, the same rows to
             ~1e-14 at a cost linear in the basis size) or ``"pyace"`` (pyace's
-            ``compute_b_grad``, cost quadratic in the basis size).
+            ``compute_b_grad``, cost quadratic in the basis size). Several species always use
+            pyace's rows, each atom's energy row placed in its species' block of columns.
         """
         from ase import Atoms  # noqa: PLC0415
 
@@ -212,16 +228,46 @@ class ACEBasis:
         B = len(objs.basis.basis_coeffs)
         E = np.empty((S, B))
         F = np.empty((S, n, force_components, B))
+        columns = self._species_columns(symbols)
         for s in range(S):
             atoms = Atoms(symbols=symbols, positions=positions_A[s], cell=cell_A, pbc=True)
             ae = objs.aseatoms_to_atomicenvironment(
                 atoms, cutoff=objs.basis.cutoffmax,
                 elements_mapper_dict=objs.basis.elements_to_index_map)
             objs.calculator.compute(ae, compute_projections=True, compute_b_grad=True)
-            E[s] = np.asarray(objs.calculator.projections).sum(axis=0)
+            if columns is None:
+                E[s] = np.asarray(objs.calculator.projections).sum(axis=0)
+            else:  # an atom's projections cover only its own species' block of columns
+                E[s] = 0.0
+                for (lo, hi), p in zip(columns, objs.calculator.projections):
+                    E[s, lo:hi] += p
             fb = np.asarray(objs.calculator.forces_bfuncs)  # (n, B, 3)
             F[s] = np.moveaxis(fb[:, :, :force_components], 2, 1)
         return DesignRows(E, F)
+
+    def energy_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str]) -> np.ndarray:
+        """Energy rows (S, B) only, eV per unit coefficient (for strain derivatives).
+
+        One species: :meth:`design_rows`' energy rows (the same numbers). Several species:
+        pyace's projections without ``compute_b_grad``, far cheaper than the force rows.
+        """
+        objs = self._objects()
+        if objs.basis.nelements == 1:
+            return self.design_rows(positions_A, cell_A, symbols).energy
+        from ase import Atoms  # noqa: PLC0415
+
+        positions_A = np.asarray(positions_A, float)
+        columns = self._species_columns(symbols)
+        E = np.zeros((positions_A.shape[0], len(objs.basis.basis_coeffs)))
+        for s, x in enumerate(positions_A):
+            atoms = Atoms(symbols=symbols, positions=x, cell=cell_A, pbc=True)
+            ae = objs.aseatoms_to_atomicenvironment(
+                atoms, cutoff=objs.basis.cutoffmax,
+                elements_mapper_dict=objs.basis.elements_to_index_map)
+            objs.calculator.compute(ae, compute_projections=True, compute_b_grad=False)
+            for (lo, hi), p in zip(columns, objs.calculator.projections):
+                E[s, lo:hi] += p
+        return E
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,10 @@ def cauchy_born_derivatives(model, positions_A: np.ndarray, cell_A: np.ndarray,
     """Strain derivatives of W_cb (eV/Å³) of a perfect periodic crystal under a model.
 
     ``positions_A``/``cell_A`` hold the (equilibrium) perfect crystal; W_cb is its energy divided
-    by the reference cell volume. For a Bravais lattice there are no internal relaxations (for a
-    multilattice such as B2 with inversion symmetry the shifts vanish at first order as well).
+    by the reference cell volume. For a Bravais lattice there are no internal relaxations. Nor
+    for B2 (CsCl, e.g. NiAl): every atom is a centre of inversion of the homogeneously strained
+    crystal too, so the force on each sublattice vanishes at every strain and the clamped-ion
+    derivatives here are the relaxed-ion ones to all orders.
     """
     V0 = abs(np.linalg.det(cell_A))
 
@@ -154,7 +156,7 @@ def elastic_rows(basis, positions_A: np.ndarray, cell_A: np.ndarray, symbols: li
 
     def row(e):
         x, c = _strained(positions_A, cell_A, e)
-        return basis.design_rows(x[None], c, symbols).energy[0] / V0
+        return basis.energy_rows(x[None], c, symbols)[0] / V0
 
     return strain_derivatives(row, h, third)
 
@@ -172,8 +174,8 @@ def virial_rows(basis, positions_A: np.ndarray, cell_A: np.ndarray, symbols: lis
         e[v] = h
         xp, cp = _strained(positions_A, cell_A, e)
         xm, cm = _strained(positions_A, cell_A, -e)
-        ep = basis.design_rows(xp[None], cp, symbols).energy[0]
-        em = basis.design_rows(xm[None], cm, symbols).energy[0]
+        ep = basis.energy_rows(xp[None], cp, symbols)[0]
+        em = basis.energy_rows(xm[None], cm, symbols)[0]
         out.append(-(ep - em) / (2 * h))
     return np.array(out)
 
