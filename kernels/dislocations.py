@@ -27,6 +27,11 @@ atom moves by more than α (Å), the per-component standard deviation is α/3 an
 displacement α/√3. (An earlier version of this module drew normal deviates of RMS α, √3 times
 larger and unbounded: at α = 0.5 Å that broke the fits.)
 
+Other systems. Every stage takes a keyword ``system`` (a :class:`DislocationSystem`: the
+species, the perfect cubic crystal, the dislocation cell of a given size and the stencil), by
+default :data:`W_SCREW`, whose values are those of the W-only version bit for bit; the B2 NiAl
+a[001] screw is :data:`kernels.b2_screw.NIAL_SCREW`.
+
 Units: Å, eV, eV/Å; virials eV; W_cb derivatives and elastic constants eV/Å³;
 L and N are in units of the lattice constant a0 (the papers' r0).
 """
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -52,7 +58,7 @@ __all__ = ["OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference
            "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
            "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
-           "RelaxOptions"]
+           "RelaxOptions", "DislocationSystem", "W_SCREW"]
 
 SYMBOL = "W"
 OBSERVATION_SETS = ("E+F", "E+F+CLE", "E+F+CLE+NL")
@@ -73,6 +79,50 @@ def bcc_cubic_cell(a0_A: float, n: int = ELASTIC_CELL):
     g = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)], float)
     x = (g[:, None, :] + np.array([[0, 0, 0], [0.5, 0.5, 0.5]])[None]).reshape(-1, 3) * a0_A
     return x, np.eye(3) * a0_A * n, [SYMBOL] * len(x)
+
+
+def _w_screw_cell(a0_A: float, size_a: float) -> ScrewCell:
+    """The ½⟨111⟩ screw quadrupole in W of side ≈ ``size_a`` a0."""
+    return screw_quadrupole_cell(a0_A, cell_repeats(size_a), SYMBOL)
+
+
+@dataclass(frozen=True)
+class DislocationSystem:
+    """What the stages need to know of one crystal and dislocation (picklable: module-level
+    functions only).
+
+    Attributes
+    ----------
+    name : str
+        Label, e.g. ``"w-screw"``.
+    elements : tuple of str
+        Chemical symbols of the ACE basis.
+    perfect_crystal : callable
+        ``perfect_crystal(a0_A)`` → (positions Å, cell Å, symbols): the perfect crystal of
+        ``ELASTIC_CELL``³ cubic cells (bulk energy, W_cb derivatives, force constants).
+    dislocation_cell : callable
+        ``dislocation_cell(a0_A, size_a)`` → :class:`kernels.screw_quadrupole.ScrewCell` with
+        its ``symbols``: the periodic dislocation cell of side ≈ ``size_a`` a0 from the CLE
+        predictor (training cells and the simulation cell alike).
+    stencil_cutoff : callable
+        ``stencil_cutoff(a0_A)`` → radius (Å) of the geometry-error stencil.
+    """
+
+    name: str
+    elements: tuple
+    perfect_crystal: Callable
+    dislocation_cell: Callable
+    stencil_cutoff: Callable
+
+
+#: The ½⟨111⟩ screw in bcc W (P2 §4.2.1): the default of every stage.
+W_SCREW = DislocationSystem("w-screw", (SYMBOL,), bcc_cubic_cell, _w_screw_cell,
+                            nearest_neighbour_cutoff)
+
+
+def _symbols(obj, n: int) -> list[str]:
+    """The atoms' symbols a stage result carries (W for results made without any)."""
+    return list(obj.symbols) if getattr(obj, "symbols", ()) else [SYMBOL] * n
 
 
 @dataclass(frozen=True)
@@ -115,6 +165,7 @@ class SimulationReference:
     energy_predictor_eV: float
     energy_eV: float
     relax_steps: int
+    symbols: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +179,7 @@ class TrainingData:
     train_virial_eV: np.ndarray
     test_virial_eV: np.ndarray
     perfect: Observations
+    symbols: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -159,28 +211,29 @@ class FitResult:
     fit_time_s: float
 
 
-def lattice_reference(model) -> LatticeReference:
-    """a0 minimising the bcc energy, the energy per atom, and ∂²W_cb, ∂³W_cb (eV/Å³)."""
+def lattice_reference(model, system: DislocationSystem = W_SCREW) -> LatticeReference:
+    """a0 minimising the cubic crystal's energy (searched in 2.5–3.6 Å), the energy per atom,
+    and ∂²W_cb, ∂³W_cb (eV/Å³)."""
     def e(a):
-        return model.evaluate(*bcc_cubic_cell(a)).energy_eV
+        return model.evaluate(*system.perfect_crystal(a)).energy_eV
 
     res = minimize_scalar(e, bounds=(2.5, 3.6), method="bounded", options={"xatol": 1e-9})
     a0 = float(res.x)
-    x, c, s = bcc_cubic_cell(a0)
+    x, c, s = system.perfect_crystal(a0)
     d = cauchy_born_derivatives(model, x, c, s, STRAIN_STEP, third=True)
     return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third)
 
 
-def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions
-                         ) -> SimulationReference:
+def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
+                         system: DislocationSystem = W_SCREW) -> SimulationReference:
     """The quadrupole cell of side ≈ ``size`` a0, relaxed with the reference from the CLE field."""
-    c: ScrewCell = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
-    sym = [SYMBOL] * len(c.positions_A)
+    c: ScrewCell = system.dislocation_cell(a0_A, size)
+    sym = list(c.symbols)
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
     return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
-                               r.energy_eV, r.n_steps)
+                               r.energy_eV, r.n_steps, tuple(sym))
 
 
 def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: float
@@ -200,10 +253,10 @@ def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: 
     return rng.uniform(-half_width, half_width, tuple(shape) + (3,))
 
 
-def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
+def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed, symbols=None):
     rng = np.random.default_rng(seed)
     n = len(relaxed_A)
-    sym = [SYMBOL] * n
+    sym = [SYMBOL] * n if symbols is None else list(symbols)
     pos = relaxed_A[None] + rattle_displacements_A(rng, (n_configs, n), amplitude_A)
     energy = np.empty(n_configs)
     forces = np.empty((n_configs, n, 3))
@@ -215,27 +268,31 @@ def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
 
 
 def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, amplitude_A: float,
-                  seed_train: int, seed_test: int, options: RelaxOptions) -> TrainingData:
+                  seed_train: int, seed_test: int, options: RelaxOptions,
+                  system: DislocationSystem = W_SCREW) -> TrainingData:
     """Relax the training cell (four screws, side ≈ ``size`` a0) and rattle it (|u| ≤ α, Å)."""
-    c = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
-    sym = [SYMBOL] * len(c.positions_A)
+    c = system.dislocation_cell(a0_A, size)
+    sym = list(c.symbols)
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
-    train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train)
-    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test)
-    x, cc, s = bcc_cubic_cell(a0_A)
+    train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train,
+                             sym)
+    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test, sym)
+    x, cc, s = system.perfect_crystal(a0_A)
     p = model.evaluate(x, cc, s)
     return TrainingData(c.cell_A, r.positions_A, train, test, vtrain, vtest,
-                        Observations(x[None], np.array([p.energy_eV]), p.forces_eV_per_A[None]))
+                        Observations(x[None], np.array([p.energy_eV]), p.forces_eV_per_A[None]),
+                        tuple(sym))
 
 
-def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float) -> TrainingRows:
+def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
+                system: DislocationSystem = W_SCREW) -> TrainingRows:
     """Energy/force rows of the sets, the perfect crystal's energy row and the elastic rows."""
     t0 = time.perf_counter()
-    sym = [SYMBOL] * data.train.positions_A.shape[1]
+    sym = _symbols(data, data.train.positions_A.shape[1])
     train = basis.design_rows(data.train.positions_A, data.cell_A, sym)
     test = basis.design_rows(data.test.positions_A, data.cell_A, sym)
-    x, c, s = bcc_cubic_cell(a0_A)
+    x, c, s = system.perfect_crystal(a0_A)
     perfect = basis.design_rows(x[None], c, s)
     el = elastic_rows(basis, x, c, s, STRAIN_STEP, third=True)
     return TrainingRows(train, test, perfect, el.first, el.second, el.third, train.energy.shape[1],
@@ -275,7 +332,7 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     c = sol.coeffs
     nt = data.test.positions_A.shape[1]
     model = ACEModel(basis, c)
-    sym = [SYMBOL] * nt
+    sym = _symbols(data, nt)
     vir = np.array([model.evaluate(x, data.cell_A, sym).virial_eV for x in data.test.positions_A])
     C_ml = rows.elastic @ c
     C_ref = lattice.elastic_eV_per_A3
@@ -290,24 +347,26 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
-            lattice: LatticeReference, options: RelaxOptions) -> Prediction:
+            lattice: LatticeReference, options: RelaxOptions,
+            system: DislocationSystem = W_SCREW) -> Prediction:
     """Relax the quadrupole with the fitted model from ȳ and measure the errors.
 
-    Geometry error: stencil of the perfect sites x₀ (8 nearest neighbours in bcc), periodic.
+    Geometry error: stencil of the perfect sites x₀ (8 nearest neighbours in bcc and B2),
+    periodic.
     Energy error: each model's energy measured from its own value at the CLE predictor.
     Formation-energy error: each model against its own perfect crystal (n·e_bulk).
     """
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)
-    sym = [SYMBOL] * len(sim.positions0_A)
+    sym = _symbols(sim, len(sim.positions0_A))
     e_pred_ml = model.evaluate(sim.predictor_A, sim.cell_A, sym).energy_eV
     r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
-    x, c, s = bcc_cubic_cell(lattice.a0_A)
+    x, c, s = system.perfect_crystal(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, nearest_neighbour_cutoff(lattice.a0_A)),
+                                        sim.cell_A, system.stencil_cutoff(lattice.a0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
                                      e_pred_ml),
         formation_energy_error_eV=formation_energy_error(

@@ -59,6 +59,8 @@ class ScrewCell:
         |b|, Å.
     repeats : tuple of int
         (nx, ny) unit cells.
+    symbols : tuple of str
+        Chemical symbol of each atom (the unit cell's, repeated).
     """
 
     positions0_A: np.ndarray
@@ -68,6 +70,7 @@ class ScrewCell:
     signs: np.ndarray
     burgers_A: float
     repeats: tuple
+    symbols: tuple = ()
 
 
 def bcc_screw_unit_cell(a_A: float, symbol: str = "W"):
@@ -130,8 +133,8 @@ def periodic_screw_displacement(xy_A: np.ndarray, cores_A: np.ndarray, signs: np
     return np.mod(burgers_A * theta / (2.0 * np.pi), burgers_A)
 
 
-def screw_quadrupole_cell(a_A: float, repeats: tuple[int, int], symbol: str = "W"
-                          ) -> ScrewCell:
+def screw_quadrupole_cell(a_A: float, repeats: tuple[int, int], symbol: str = "W",
+                          unit_cell=None) -> ScrewCell:
     """Four ½[111] screw dislocations (checkerboard) in an ``nx × ny`` cell with the CLE field.
 
     Parameters
@@ -142,11 +145,15 @@ def screw_quadrupole_cell(a_A: float, repeats: tuple[int, int], symbol: str = "W
         Unit cells (a√6 × a√2 each) along x and y; both even.
     symbol : str
         Chemical symbol of the (single-species) bcc crystal.
+    unit_cell : (ase.Atoms, (2,) ndarray), optional
+        Another oriented orthogonal unit cell (z along the screw's line, height |b|) and the
+        core position (x, y) in it, Å, e.g. :func:`kernels.b2_screw.b2_screw_unit_cell`'s
+        a[001] screw in B2 NiAl; the default is :func:`bcc_screw_unit_cell`'s.
     """
     nx, ny = (int(r) for r in repeats)
     if nx < 2 or ny < 2 or nx % 2 or ny % 2:
         raise ValueError(f"repeats must be even and >= 2, got {repeats}")
-    uc, core0 = bcc_screw_unit_cell(a_A, symbol)
+    uc, core0 = bcc_screw_unit_cell(a_A, symbol) if unit_cell is None else unit_cell
     bulk = uc * (nx, ny, 1)
     x0 = bulk.positions.copy()
     cell = np.asarray(bulk.cell, float)
@@ -158,4 +165,5 @@ def screw_quadrupole_cell(a_A: float, repeats: tuple[int, int], symbol: str = "W
     x = x0.copy()
     x[:, 2] = x0[:, 2] + periodic_screw_displacement(x0[:, :2], cores, signs, b, Lx, Ly)
     x[:, 2] = np.mod(x[:, 2], b)
-    return ScrewCell(x0, x, cell, cores, signs, float(b), (nx, ny))
+    return ScrewCell(x0, x, cell, cores, signs, float(b), (nx, ny),
+                     tuple(bulk.get_chemical_symbols()))
