@@ -43,9 +43,11 @@ def relax_options(relax: dict) -> pdk.RelaxOptions:
     return pdk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
 
 
-def basis_for(ace: dict, basis_size: int, symbol: str = pdk.SYMBOL) -> ACEBasis:
-    """The ACE basis of a spec's ``[ace]`` table at one requested size."""
-    return ACEBasis(ace_potential_config([symbol], basis_size, ace["cutoff_A"],
+def basis_for(ace: dict, basis_size: int, symbol: str = pdk.SYMBOL, *more_symbols: str
+              ) -> ACEBasis:
+    """The ACE basis of a spec's ``[ace]`` table at one requested size (functions per
+    element) over the species ``symbol`` and ``more_symbols``."""
+    return ACEBasis(ace_potential_config([symbol, *more_symbols], basis_size, ace["cutoff_A"],
                                          ace["nradmax_by_orders"], ace["lmax_by_orders"],
                                          ace["radial_basis"]))
 
