@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-__all__ = ["BasisTables", "basis_tables", "design_rows_chain_rule", "Y00"]
+__all__ = ["BasisTables", "basis_tables", "design_rows_chain_rule",
+           "design_rows_chain_rule_species", "Y00"]
 
 #: ace-evaluator's Y_00 (its spherical harmonics are normalised to 4π, not 1: ``Y00 = 1`` in
 #: ace_types.h; measured here: pyace's rank-ν projections are (4π)^(ν/2) times those of
@@ -68,6 +69,9 @@ class BasisTables:
         A-index (m ≥ 0) of each slot.
     cutoff_A : float
         Radial cutoff, Å.
+    nelements : int
+        Species of the basis; with several, A-indices are offset by μ_j·nradmax·(lmax+1)²
+        (the neighbour's species) and rank-1 radial indices by μ_j·nradbase.
     """
 
     nradbase: int
@@ -83,6 +87,7 @@ class BasisTables:
     slot_ptr: np.ndarray
     slot_a: np.ndarray
     cutoff_A: float
+    nelements: int = 1
     _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -124,35 +129,51 @@ class BasisTables:
         return BasisTables(self.nradbase, self.nradmax, self.lmax, self.rank1_n,
                            ptr.astype(np.int64), self.comb_rank[keep], self.comb_cg[keep],
                            self.comb_a[keep], slot.astype(np.int64), self.comb_sign[keep],
-                           sptr.astype(np.int64), self.slot_a[keep_slot], self.cutoff_A)
+                           sptr.astype(np.int64), self.slot_a[keep_slot], self.cutoff_A,
+                           self.nelements)
 
 
-def basis_tables(bbasis) -> BasisTables:
-    """Flatten a single-species ``pyace.ACEBBasisSet`` into :class:`BasisTables`."""
-    if bbasis.nelements != 1:
-        raise ValueError("the chain-rule rows support one species only")
+def basis_tables(bbasis, mu: int | None = None) -> BasisTables:
+    """Flatten a ``pyace.ACEBBasisSet`` into :class:`BasisTables`: the functions of one species.
+
+    Parameters
+    ----------
+    bbasis : pyace.ACEBBasisSet
+        The basis.
+    mu : int, optional
+        Species index (pyace's ``elements_to_index_map``) of the central atom whose functions
+        are flattened; required when the basis has several species.
+    """
+    nel = int(bbasis.nelements)
+    if mu is None:
+        if nel != 1:
+            raise ValueError("a basis of several species needs the central species mu")
+        mu = 0
     lmax = int(bbasis.lmax)
     nlm = (lmax + 1) ** 2
-    rank1 = bbasis.basis_rank1[0]
-    funcs = bbasis.basis[0]
-    rank1_n = np.array([f.ns[0] - 1 for f in rank1], dtype=np.int64)
+    nradmax_ = int(bbasis.nradmax)
+    rank1 = bbasis.basis_rank1[mu]
+    funcs = bbasis.basis[mu]
+    rank1_n = np.array([f.mus[0] * int(bbasis.nradbase) + f.ns[0] - 1 for f in rank1],
+                       dtype=np.int64)
     rankmax = max([f.rank for f in funcs], default=1)
     comb_ptr = [0]
     slot_ptr = [0]
     ranks, cgs, aa, slots, signs, slot_a = [], [], [], [], [], []
     for f in funcs:
-        if f.ndensity != 1 or any(mu != 0 for mu in f.mus):
-            raise ValueError("only one density and one species are supported")
+        if f.ndensity != 1:
+            raise ValueError("only one density is supported")
         local: dict[int, int] = {}
         for ms, cg in zip(f.ms_combs, f.gen_cgs):
             a_row, s_row, g_row = [0] * rankmax, [0] * rankmax, [0] * rankmax
             for t in range(f.rank):
                 n, l, m = f.ns[t] - 1, f.ls[t], ms[t]
-                a_pos = n * nlm + l * l + l + abs(m)
+                base = f.mus[t] * nradmax_ * nlm + n * nlm  # the neighbour species' A block
+                a_pos = base + l * l + l + abs(m)
                 if a_pos not in local:
                     local[a_pos] = len(local)
                     slot_a.append(a_pos)
-                a_row[t] = n * nlm + l * l + l + m
+                a_row[t] = base + l * l + l + m
                 s_row[t] = local[a_pos]
                 g_row[t] = 0 if m >= 0 else (1 if m % 2 == 0 else -1)
             ranks.append(f.rank)
@@ -168,7 +189,7 @@ def basis_tables(bbasis) -> BasisTables:
         np.array(comb_ptr, i64), np.array(ranks, i64), np.array(cgs, float),
         np.array(aa, i64).reshape(-1, rankmax), np.array(slots, i64).reshape(-1, rankmax),
         np.array(signs, i64).reshape(-1, rankmax), np.array(slot_ptr, i64),
-        np.array(slot_a, i64), float(bbasis.cutoffmax))
+        np.array(slot_a, i64), float(bbasis.cutoffmax), nel)
 
 
 @numba.njit(cache=True)
@@ -232,12 +253,16 @@ def _ylm_constants(lmax: int):
 @numba.njit(cache=True)
 def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, rank1_n,
                         comb_ptr, comb_rank, comb_cg, comb_a, comb_slot, comb_sign,
-                        slot_ptr, slot_a, alm, blm, cl, dl, ncomp, E, F):
-    """Energy row E (B,) and force rows F (n, ncomp, B) of one structure (pairs sorted by i)."""
+                        slot_ptr, slot_a, alm, blm, cl, dl, ncomp, E, F, pair_mu, nel):
+    """Energy row E (B,) and force rows F (n, ncomp, B) of one structure (pairs sorted by i).
+
+    ``pair_mu``: species index of each pair's neighbour j (all 0 for one species); ``nel``: the
+    number of species (A blocks)."""
     nlm = (lmax + 1) * (lmax + 1)
     nradmax = fr.shape[1]
-    nradbase = gr.shape[1]
-    nA = nradmax * nlm
+    nradbase_pair = gr.shape[1]
+    nradbase = nel * nradbase_pair
+    nA = nel * nradmax * nlm
     F1 = rank1_n.shape[0]
     F2 = comb_ptr.shape[0] - 1
     B = F1 + F2
@@ -276,10 +301,12 @@ def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, ra
             rh0, rh1, rh2 = vec[p, 0] / r, vec[p, 1] / r, vec[p, 2] / r
             rhat = (rh0, rh1, rh2)
             _ylm(rh0, rh1, rh2, lmax, alm, blm, cl, dl, Yp, DYp)
-            for n in range(nradbase):
-                A1[n] += gr[p, n] * Y00
+            o1 = pair_mu[p] * nradbase_pair
+            oA = pair_mu[p] * nradmax * nlm
+            for n in range(nradbase_pair):
+                A1[o1 + n] += gr[p, n] * Y00
                 for c in range(ncomp):
-                    dA1[q, n, c] = dgr[p, n] * Y00 * rhat[c]
+                    dA1[q, o1 + n, c] = dgr[p, n] * Y00 * rhat[c]
             for n in range(nradmax):
                 for l in range(lmax + 1):
                     R = fr[p, n, l]
@@ -287,13 +314,13 @@ def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, ra
                     Rr = R / r
                     for m in range(l + 1):
                         k = l * l + l + m
-                        a = n * nlm + k
+                        a = oA + n * nlm + k
                         A[a] += R * Yp[k]
                         for c in range(ncomp):
                             z = DR * Yp[k] * rhat[c] + Rr * DYp[k, c]
                             dAr[a, q * ncomp + c] = z.real
                             dAi[a, q * ncomp + c] = z.imag
-        for n in range(nradmax):
+        for n in range(nel * nradmax):  # every species' block
             for l in range(1, lmax + 1):
                 for m in range(1, l + 1):
                     s = 1.0 if m % 2 == 0 else -1.0
@@ -430,5 +457,86 @@ def design_rows_chain_rule(tables: BasisTables, radial_functions, positions_A, c
                             np.ascontiguousarray(dfr[:, :, :tables.lmax + 1]),
                             tables.lmax, tables.rank1_n, tables.comb_ptr, tables.comb_rank,
                             tables.comb_cg, tables.comb_a, tables.comb_slot, tables.comb_sign,
-                            tables.slot_ptr, tables.slot_a, alm, blm, cl, dl, k, E[s], F[s])
+                            tables.slot_ptr, tables.slot_a, alm, blm, cl, dl, k, E[s], F[s],
+                            np.zeros(len(r), np.int64), 1)
+    return E, F
+
+
+def design_rows_chain_rule_species(tables_by_species: list, radial_functions, positions_A,
+                                   cell_A, species: np.ndarray, force_components: int = 3,
+                                   pbc=True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`design_rows_chain_rule` for a basis of several species.
+
+    Columns are pyace's: species blocks in species-index order, each the central species'
+    functions (:func:`basis_tables` with ``mu``); an atom contributes to its own block only.
+    The radial functions of each pair are those of its (central, neighbour) species pair.
+
+    Parameters
+    ----------
+    tables_by_species : list of BasisTables
+        ``basis_tables(bbasis, mu)`` for mu = 0, 1, …
+    radial_functions : pyace ``ACERadialFunctions``
+        ``bbasis.radial_functions`` (keep ``bbasis`` referenced).
+    positions_A : (S, n, 3) ndarray
+        Positions, Å.
+    cell_A : (3, 3) ndarray
+        Cell rows, Å.
+    species : (n,) int ndarray
+        Species index of each atom.
+    force_components : int
+        Keep the first k Cartesian components of the force rows.
+    pbc : bool or sequence of 3 bool
+        Periodicity.
+    """
+    from matscipy.neighbours import neighbour_list  # noqa: PLC0415
+
+    positions_A = np.asarray(positions_A, float)
+    species = np.asarray(species, np.int64)
+    S, n = positions_A.shape[:2]
+    sizes = [t.n_functions for t in tables_by_species]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    nel = len(tables_by_species)
+    t0 = tables_by_species[0]
+    k = int(force_components)
+    E = np.zeros((S, offsets[-1]))
+    F = np.zeros((S, n, k, offsets[-1]))
+    alm, blm, cl, dl = _ylm_constants(t0.lmax)
+    cell_A = np.asarray(cell_A, float)
+    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+    nl1 = t0.lmax + 1
+    for s in range(S):
+        i, j, D = neighbour_list("ijD", positions=positions_A[s], cutoff=t0.cutoff_A,
+                                 cell=cell_A, pbc=pbc)
+        r = np.linalg.norm(D, axis=1)
+        keep = r < t0.cutoff_A
+        order = np.argsort(i[keep], kind="stable")
+        i, j, D, r = i[keep][order], j[keep][order], D[keep][order], r[keep][order]
+        gr = np.zeros((len(r), t0.nradbase))
+        dgr = np.zeros_like(gr)
+        fr = np.zeros((len(r), t0.nradmax, nl1))
+        dfr = np.zeros_like(fr)
+        for mi in range(nel):
+            for mj in range(nel):
+                m = np.nonzero((species[i] == mi) & (species[j] == mj))[0]
+                if len(m) == 0:
+                    continue
+                radial_functions.evaluate_range(list(r[m]), t0.nradbase, t0.nradmax, mi, mj)
+                gr[m] = np.array(radial_functions.gr_vec).reshape(len(m), -1)
+                dgr[m] = np.array(radial_functions.dgr_vec).reshape(len(m), -1)
+                fr[m] = np.array(radial_functions.fr_vec).reshape(len(m), t0.nradmax, -1)[:, :, :nl1]
+                dfr[m] = np.array(radial_functions.dfr_vec).reshape(len(m), t0.nradmax,
+                                                                     -1)[:, :, :nl1]
+        for mu, tb in enumerate(tables_by_species):
+            m = np.nonzero(species[i] == mu)[0]  # pairs of central atoms of species mu
+            Em = np.zeros(sizes[mu])
+            Fm = np.zeros((n, k, sizes[mu]))
+            _rows_one_structure(n, i[m].astype(np.int64), j[m].astype(np.int64),
+                                np.ascontiguousarray(D[m]), np.ascontiguousarray(gr[m]),
+                                np.ascontiguousarray(dgr[m]), np.ascontiguousarray(fr[m]),
+                                np.ascontiguousarray(dfr[m]), tb.lmax, tb.rank1_n, tb.comb_ptr,
+                                tb.comb_rank, tb.comb_cg, tb.comb_a, tb.comb_slot, tb.comb_sign,
+                                tb.slot_ptr, tb.slot_a, alm, blm, cl, dl, k, Em, Fm,
+                                species[j[m]].astype(np.int64), nel)
+            E[s, offsets[mu]:offsets[mu + 1]] = Em
+            F[s, :, :, offsets[mu]:offsets[mu + 1]] = Fm
     return E, F
