@@ -191,3 +191,13 @@ def test_species_tables_need_the_central_species():
     basis = ACEBasis(ace_potential_config(["Ni", "Al"], 20, 5.0, [8, 4, 3], [0, 3, 2]))
     with pytest.raises(ValueError, match="central species"):
         basis_tables(basis._objects().basis)
+
+
+def test_two_species_function_keys_are_unique(nial_basis):
+    """Keys carry the neighbour species for several species (Ni–Ni and Ni–Al functions with
+    the same ns, ls would share a key otherwise); one-species keys keep their five fields."""
+    keys = nial_basis.function_keys()
+    assert len(keys) == nial_basis.n_functions == len(set(keys))
+    assert all(len(k) == 6 for k in keys)
+    w = ACEBasis(ace_potential_config(["W"], 20, 5.0, [8, 4, 3], [0, 3, 2])).function_keys()
+    assert all(len(k) == 5 for k in w)
