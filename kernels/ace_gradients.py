@@ -396,6 +396,28 @@ def _rows_one_structure(n_atoms, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, ra
         start = stop
 
 
+def _sorted_pairs(positions_A, cell_A, pbc, cutoff_A):
+    """Neighbour pairs (i, j, D = x_j − x_i, r) within the cutoff, sorted by i (stable)."""
+    from matscipy.neighbours import neighbour_list  # noqa: PLC0415
+
+    i, j, D = neighbour_list("ijD", positions=positions_A, cutoff=cutoff_A, cell=cell_A, pbc=pbc)
+    r = np.linalg.norm(D, axis=1)
+    keep = r < cutoff_A
+    order = np.argsort(i[keep], kind="stable")
+    return i[keep][order], j[keep][order], D[keep][order], r[keep][order]
+
+
+def _radial(radial_functions, r, tables: BasisTables, mu_i: int, mu_j: int):
+    """pyace's g, g', R, R' at the distances r of (mu_i, mu_j) pairs: (p, nradbase) and
+    (p, nradmax, l) arrays."""
+    radial_functions.evaluate_range(list(r), tables.nradbase, tables.nradmax, mu_i, mu_j)
+    gr = np.array(radial_functions.gr_vec).reshape(len(r), -1)
+    dgr = np.array(radial_functions.dgr_vec).reshape(len(r), -1)
+    fr = np.array(radial_functions.fr_vec).reshape(len(r), tables.nradmax, -1)
+    dfr = np.array(radial_functions.dfr_vec).reshape(len(r), tables.nradmax, -1)
+    return gr, dgr, fr, dfr
+
+
 def design_rows_chain_rule(tables: BasisTables, radial_functions, positions_A, cell_A,
                            force_components: int = 3, pbc=True) -> tuple[np.ndarray, np.ndarray]:
     """Energy and force rows of S structures sharing one cell (single species).
@@ -422,8 +444,6 @@ def design_rows_chain_rule(tables: BasisTables, radial_functions, positions_A, c
     forces : (S, n, k, B) ndarray
         Force rows −∂(energy row)/∂x, eV/Å per unit coefficient.
     """
-    from matscipy.neighbours import neighbour_list  # noqa: PLC0415
-
     positions_A = np.asarray(positions_A, float)
     S, n = positions_A.shape[:2]
     B = tables.n_functions
@@ -436,18 +456,9 @@ def design_rows_chain_rule(tables: BasisTables, radial_functions, positions_A, c
     if k <= 2 and np.ptp(positions_A[:, :, 2]) == 0.0 and not np.any(cell_A[:2, 2]):
         tables = tables.planar()  # exact: the dropped terms are exactly zero (see planar())
     for s in range(S):
-        i, j, D = neighbour_list("ijD", positions=positions_A[s], cutoff=tables.cutoff_A,
-                                 cell=cell_A, pbc=pbc)
-        r = np.linalg.norm(D, axis=1)
-        keep = r < tables.cutoff_A
-        order = np.argsort(i[keep], kind="stable")
-        i, j, D, r = i[keep][order], j[keep][order], D[keep][order], r[keep][order]
+        i, j, D, r = _sorted_pairs(positions_A[s], cell_A, pbc, tables.cutoff_A)
         if len(r):
-            radial_functions.evaluate_range(list(r), tables.nradbase, tables.nradmax, 0, 0)
-            gr = np.array(radial_functions.gr_vec).reshape(len(r), -1)
-            dgr = np.array(radial_functions.dgr_vec).reshape(len(r), -1)
-            fr = np.array(radial_functions.fr_vec).reshape(len(r), tables.nradmax, -1)
-            dfr = np.array(radial_functions.dfr_vec).reshape(len(r), tables.nradmax, -1)
+            gr, dgr, fr, dfr = _radial(radial_functions, r, tables, 0, 0)
         else:
             gr = dgr = np.zeros((0, tables.nradbase))
             fr = dfr = np.zeros((0, tables.nradmax, tables.lmax + 1))
@@ -488,8 +499,6 @@ def design_rows_chain_rule_species(tables_by_species: list, radial_functions, po
     pbc : bool or sequence of 3 bool
         Periodicity.
     """
-    from matscipy.neighbours import neighbour_list  # noqa: PLC0415
-
     positions_A = np.asarray(positions_A, float)
     species = np.asarray(species, np.int64)
     S, n = positions_A.shape[:2]
@@ -505,12 +514,7 @@ def design_rows_chain_rule_species(tables_by_species: list, radial_functions, po
     pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
     nl1 = t0.lmax + 1
     for s in range(S):
-        i, j, D = neighbour_list("ijD", positions=positions_A[s], cutoff=t0.cutoff_A,
-                                 cell=cell_A, pbc=pbc)
-        r = np.linalg.norm(D, axis=1)
-        keep = r < t0.cutoff_A
-        order = np.argsort(i[keep], kind="stable")
-        i, j, D, r = i[keep][order], j[keep][order], D[keep][order], r[keep][order]
+        i, j, D, r = _sorted_pairs(positions_A[s], cell_A, pbc, t0.cutoff_A)
         gr = np.zeros((len(r), t0.nradbase))
         dgr = np.zeros_like(gr)
         fr = np.zeros((len(r), t0.nradmax, nl1))
@@ -520,12 +524,8 @@ def design_rows_chain_rule_species(tables_by_species: list, radial_functions, po
                 m = np.nonzero((species[i] == mi) & (species[j] == mj))[0]
                 if len(m) == 0:
                     continue
-                radial_functions.evaluate_range(list(r[m]), t0.nradbase, t0.nradmax, mi, mj)
-                gr[m] = np.array(radial_functions.gr_vec).reshape(len(m), -1)
-                dgr[m] = np.array(radial_functions.dgr_vec).reshape(len(m), -1)
-                fr[m] = np.array(radial_functions.fr_vec).reshape(len(m), t0.nradmax, -1)[:, :, :nl1]
-                dfr[m] = np.array(radial_functions.dfr_vec).reshape(len(m), t0.nradmax,
-                                                                     -1)[:, :, :nl1]
+                g, dg, f, df = _radial(radial_functions, r[m], t0, mi, mj)
+                gr[m], dgr[m], fr[m], dfr[m] = g, dg, f[:, :, :nl1], df[:, :, :nl1]
         for mu, tb in enumerate(tables_by_species):
             m = np.nonzero(species[i] == mu)[0]  # pairs of central atoms of species mu
             Em = np.zeros(sizes[mu])

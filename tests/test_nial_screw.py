@@ -11,8 +11,7 @@ from kernels.b2_screw import (NIAL_SCREW, B2Screw100Dislocation, b2_cubic_cell,
 from kernels.eam import mishin2002_nial
 from kernels.elasticity import EV_PER_A3_IN_GPA, cubic_constants_GPa
 from kernels.relax import relax
-from kernels.screw_quadrupole import periodic_screw_displacement
-from tests.test_dislocations import _burgers_circuit
+from tests.test_dislocations import _burgers_circuit, assert_cle_predictor_periodic
 
 A0 = 2.85867  # Mishin NiAl, measured in test_kernels_eam (LAMMPS: 2.8587 Å)
 
@@ -63,14 +62,7 @@ def test_quadrupole_has_zero_net_burgers_and_each_core_winds_by_a():
 
 
 def test_cle_predictor_is_periodic():
-    c = b2_screw_quadrupole_cell(A0, 8)
-    Lx, Ly, b = c.cell_A[0, 0], c.cell_A[1, 1], c.burgers_A
-    xy = np.random.default_rng(0).uniform(0, 1, (50, 2)) * [Lx, Ly]
-    u = periodic_screw_displacement(xy, c.cores_A, c.signs, b, Lx, Ly)
-    for shift in ([Lx, 0], [0, Ly], [Lx, -Ly]):
-        v = periodic_screw_displacement(xy + shift, c.cores_A, c.signs, b, Lx, Ly)
-        jump = (v - u) / b
-        np.testing.assert_allclose(jump, np.round(jump), atol=1e-10)
+    assert_cle_predictor_periodic(b2_screw_quadrupole_cell(A0, 8))
 
 
 def test_screw_along_fourfold_axis_is_exactly_antiplane_in_anisotropic_cle():

@@ -1,37 +1,20 @@
 """The P2 NiAl-screw experiment end to end: a tiny real spec through Dask into Zarr."""
 
-import re
-
 import numpy as np
 import pytest
-import xarray as xr
-from distributed import Client, LocalCluster
 
-from sweep.runner import run_sweep
-from sweep.spec import builtin_specs, parse_spec
+from sweep.spec import SpecError, builtin_specs, parse_spec
+from tests.test_p2_sweep import run_local, tiny_p2_text
 
 
 def tiny_nial_text():
-    t = builtin_specs()["p2-nial-screw-quick"]
-    for pat, rep in [(r'^name = ".*"$', 'name = "tiny-p2-nial"'), (r"^L = \[.*\]$", "L = [5]"),
-                     (r"^basis_size = \[.*\]$", "basis_size = [20]"),
-                     (r'^observations = \[.*\]$', 'observations = ["E+F", "E+F+CLE"]'),
-                     (r"^size = \d+$", "size = 8"),
-                     (r"^n_train = \d+$", "n_train = 4"), (r"^n_test = \d+$", "n_test = 2"),
-                     (r"^fmax_eV_per_A = .*$", "fmax_eV_per_A = 1e-4"),
-                     (r"^nradmax_by_orders = .*$", "nradmax_by_orders = [8, 4, 3]"),
-                     (r"^lmax_by_orders = .*$", "lmax_by_orders = [0, 3, 2]")]:
-        t = re.sub(pat, rep, t, flags=re.M)
-    return t
+    return tiny_p2_text("p2-nial-screw-quick", "tiny-p2-nial")
 
 
 def test_tiny_nial_sweep_into_zarr(tmp_path):
     spec = parse_spec(tiny_nial_text())
     assert spec.experiment == "p2-dislocations-nial-screw" and spec.n_points == 2
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        run_sweep(spec, tmp_path / "nial.zarr", client, progress=False)
-    ds = xr.open_zarr(tmp_path / "nial.zarr")
+    ds = run_local(spec, tmp_path / "nial.zarr")
     assert np.all(ds["status"].values == "done")
     assert ds.attrs["a0_A"] == pytest.approx(2.8587, abs=1e-4)
     assert np.all(ds["n_basis"].values == 40)  # 20 functions per element, two elements
@@ -44,20 +27,14 @@ def test_tiny_nial_sweep_into_zarr(tmp_path):
 
 
 def test_nial_spec_rejects_the_w_reference():
-    from sweep.spec import SpecError
-
     text = tiny_nial_text().replace('model = "eam-nial-mishin2002"', 'model = "eam-w-zhou2001"')
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match="reference.model"):
         parse_spec(text)
 
 
 @pytest.mark.slow
 def test_quick_spec_runs(tmp_path):
-    spec = parse_spec(builtin_specs()["p2-nial-screw-quick"])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        run_sweep(spec, tmp_path / "q.zarr", client, progress=False)
-    ds = xr.open_zarr(tmp_path / "q.zarr")
+    ds = run_local(parse_spec(builtin_specs()["p2-nial-screw-quick"]), tmp_path / "q.zarr", 2)
     assert np.all(ds["status"].values == "done")
     assert np.all(np.isfinite(ds["geometry_error"].values))
     assert np.all(np.isfinite(ds["energy_error"].values))

@@ -11,9 +11,11 @@ from sweep.runner import run_sweep
 from sweep.spec import builtin_specs, parse_spec
 
 
-def tiny_p2_text():
-    t = builtin_specs()["p2-w-screw-quick"]
-    for pat, rep in [(r'^name = ".*"$', 'name = "tiny-p2"'), (r"^L = \[.*\]$", "L = [5]"),
+def tiny_p2_text(builtin: str = "p2-w-screw-quick", name: str = "tiny-p2"):
+    """A built-in P2 quick spec shrunk to two points (L = 5, 20 functions per element,
+    E+F and E+F+CLE, an 8 a0 simulation cell, 4 + 2 configurations)."""
+    t = builtin_specs()[builtin]
+    for pat, rep in [(r'^name = ".*"$', f'name = "{name}"'), (r"^L = \[.*\]$", "L = [5]"),
                      (r"^basis_size = \[.*\]$", "basis_size = [20]"),
                      (r'^observations = \[.*\]$', 'observations = ["E+F", "E+F+CLE"]'),
                      (r"^rattle_A = \[.*\]$", "rattle_A = [0.1]"), (r"^size = \d+$", "size = 8"),
@@ -25,13 +27,18 @@ def tiny_p2_text():
     return t
 
 
+def run_local(spec, store, n_workers: int = 1):
+    """Run a spec on a local Dask cluster of single-threaded worker processes; open the store."""
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        run_sweep(spec, store, client, progress=False)
+    return xr.open_zarr(store)
+
+
 def test_tiny_p2_sweep_into_zarr(tmp_path):
     spec = parse_spec(tiny_p2_text())
     assert spec.n_points == 2
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        run_sweep(spec, tmp_path / "p2.zarr", client, progress=False)
-    ds = xr.open_zarr(tmp_path / "p2.zarr")
+    ds = run_local(spec, tmp_path / "p2.zarr")
     assert ds.sizes["rattle_A"] == 1 and ds.sizes["observations"] == 2
     assert np.all(ds["status"].values == "done")
     assert ds["rmse_virial"].attrs["units"] == "eV"
@@ -44,9 +51,5 @@ def test_tiny_p2_sweep_into_zarr(tmp_path):
 
 @pytest.mark.slow
 def test_quick_spec_runs(tmp_path):
-    spec = parse_spec(builtin_specs()["p2-w-screw-quick"])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        run_sweep(spec, tmp_path / "q.zarr", client, progress=False)
-    ds = xr.open_zarr(tmp_path / "q.zarr")
+    ds = run_local(parse_spec(builtin_specs()["p2-w-screw-quick"]), tmp_path / "q.zarr", 2)
     assert np.all(ds["status"].values == "done")
