@@ -101,9 +101,10 @@ class DislocationSystem:
         ``perfect_crystal(a0_A)`` → (positions Å, cell Å, symbols): the perfect crystal of
         ``ELASTIC_CELL``³ cubic cells (bulk energy, W_cb derivatives, force constants).
     dislocation_cell : callable
-        ``dislocation_cell(a0_A, size_a)`` → :class:`kernels.screw_quadrupole.ScrewCell` with
-        its ``symbols``: the periodic dislocation cell of side ≈ ``size_a`` a0 from the CLE
-        predictor (training cells and the simulation cell alike).
+        ``dislocation_cell(a0_A, size_a)`` → a cell with ``positions0_A`` (perfect sites),
+        ``positions_A`` (CLE predictor), ``cell_A`` and ``symbols``, e.g. a
+        :class:`kernels.screw_quadrupole.ScrewCell`: the periodic dislocation cell of side
+        ≈ ``size_a`` a0 (training cells and the simulation cell alike).
     stencil_cutoff : callable
         ``stencil_cutoff(a0_A)`` → radius (Å) of the geometry-error stencil.
     """
