@@ -12,6 +12,7 @@ import socket
 from kernels import point_defects as pdk
 from kernels.ace import ACEBasis, ace_potential_config
 from kernels.diamond import DIAMOND
+from kernels.eam import zhou2001_tungsten
 from kernels.finnis_sinclair import wang2014_tungsten
 from kernels.lattice import TRIANGULAR
 from kernels.nrl_tb import bernstein2000_si_sp
@@ -23,6 +24,7 @@ __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "f
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
+                    "eam-w-zhou2001": zhou2001_tungsten,
                     "nrl-tb-si-sp-bernstein2000": bernstein2000_si_sp}
 
 #: Lattices by spec name (``crystal`` arguments below; "triangular" when omitted).
