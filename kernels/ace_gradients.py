@@ -33,6 +33,7 @@ Units: Å; energy rows in eV per unit coefficient, force rows in eV/Å per unit 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numba
@@ -475,11 +476,14 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, vec, gr, dgr, fr, dfr, lmax, r
             start = stop
 
 
+#: pyace's radial functions keep their last evaluation in the object: one thread at a time.
+_RADIAL_LOCK = threading.Lock()
+
 #: Functions whose force-row values are gathered before they are added to F row-wise.
 _FBLOCK = 16
 
-_rows_structures = numba.njit(cache=True)(_rows_structures_py)
-_rows_structures_parallel = numba.njit(cache=True, parallel=True)(_rows_structures_py)
+_rows_structures = numba.njit(cache=True, nogil=True)(_rows_structures_py)
+_rows_structures_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_rows_structures_py)
 
 
 def design_rows_chain_rule(tables: BasisTables, radial_functions, positions_A, cell_A,
@@ -540,12 +544,14 @@ def design_rows_chain_rule(tables: BasisTables, radial_functions, positions_A, c
     D = np.ascontiguousarray(np.concatenate(DD).reshape(-1, 3))
     r = np.linalg.norm(D, axis=1)
     if len(r):
-        # one call for every pair of every structure
-        radial_functions.evaluate_range(list(r), tables.nradbase, tables.nradmax, 0, 0)
-        gr = np.array(radial_functions.gr_vec).reshape(len(r), -1)
-        dgr = np.array(radial_functions.dgr_vec).reshape(len(r), -1)
-        fr = np.array(radial_functions.fr_vec).reshape(len(r), tables.nradmax, -1)
-        dfr = np.array(radial_functions.dfr_vec).reshape(len(r), tables.nradmax, -1)
+        # one call for every pair of every structure; the results live in the pyace object
+        # until read, so threads sharing it take turns
+        with _RADIAL_LOCK:
+            radial_functions.evaluate_range(list(r), tables.nradbase, tables.nradmax, 0, 0)
+            gr = np.array(radial_functions.gr_vec).reshape(len(r), -1)
+            dgr = np.array(radial_functions.dgr_vec).reshape(len(r), -1)
+            fr = np.array(radial_functions.fr_vec).reshape(len(r), tables.nradmax, -1)
+            dfr = np.array(radial_functions.dfr_vec).reshape(len(r), tables.nradmax, -1)
     else:
         gr = dgr = np.zeros((0, tables.nradbase))
         fr = dfr = np.zeros((0, tables.nradmax, tables.lmax + 1))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-__all__ = ["LstsqSolution", "solve_rrqr", "weighted_system", "TIE_BREAK"]
+__all__ = ["LstsqSolution", "solve_rrqr", "solve_rrqr_reduced", "weighted_system", "TIE_BREAK"]
 
 #: Relative spread of the scaled column norms that breaks pivoting ties by column order; large
 #: against the error of LAPACK's downdated partial norms (≲ √ε ≈ 1.5e-8), small against any
@@ -78,11 +78,48 @@ def solve_rrqr(A: np.ndarray, y: np.ndarray, rtol: float = 1e-6,
         z, R = scipy.linalg.qr_multiply(A, y, mode="right")  # z = Qᵀ y, R is (n, n)
     else:
         R, z = A, y
-    Q2, R2, piv = scipy.linalg.qr(R, mode="economic", pivoting=True)
+    return _pivoted_solve(R, z, rtol)
+
+
+def _pivoted_solve(R: np.ndarray, z: np.ndarray, rtol: float) -> LstsqSolution:
+    """Truncated solve of R c ≈ z by R Π = Q₂ R₂ (Q₂ applied to z, never formed)."""
+    n = R.shape[1]
+    w, R2, piv = scipy.linalg.qr_multiply(R, z, mode="right", pivoting=True)  # w = Q₂ᵀ z
     d = np.abs(np.diag(R2))
     rank = int(np.count_nonzero(d > rtol * d[0])) if d.size and d[0] > 0 else 0
     coeffs = np.zeros(n)
     if rank:
-        w = Q2[:, :rank].T @ z
-        coeffs[piv[:rank]] = scipy.linalg.solve_triangular(R2[:rank, :rank], w)
+        coeffs[piv[:rank]] = scipy.linalg.solve_triangular(R2[:rank, :rank], w[:rank],
+                                                           check_finite=False)
     return LstsqSolution(coeffs, rank)
+
+
+def solve_rrqr_reduced(R: np.ndarray, z: np.ndarray, rtol: float = 1e-6,
+                       scale_columns: bool = True) -> LstsqSolution:
+    """:func:`solve_rrqr` of a system A c ≈ y given only a reduced form of it.
+
+    Parameters
+    ----------
+    R : (k, n) ndarray
+        Any matrix with Rᵀ R = Aᵀ A — e.g. the (column-permuted) R factor of A, or of the
+        augmented [A | y] without its last column.
+    z : (k,) ndarray
+        The matching right-hand side: Rᵀ z = Aᵀ y (for the factor of [A | y]: its last column).
+    rtol, scale_columns
+        As in :func:`solve_rrqr`. The column norms of R are those of A (an orthogonal
+        transformation keeps them), so the scaling and the tie-break ramp are the same, and the
+        pivoted QR meets the same matrix up to an orthogonal factor on the left: the same
+        truncation and solution as :func:`solve_rrqr` on A, y, to rounding.
+    """
+    if not rtol > 0:
+        raise ValueError(f"rtol must be positive, got {rtol}")
+    R = np.asarray(R, float)
+    z = np.asarray(z, float)
+    n = R.shape[1]
+    if not scale_columns:
+        return _pivoted_solve(R, z, rtol)
+    norms = np.linalg.norm(R, axis=0)
+    norms[norms == 0] = 1.0
+    norms = norms / (1.0 + TIE_BREAK * (n - np.arange(n)) / n)
+    sol = _pivoted_solve(R / norms, z, rtol)
+    return LstsqSolution(sol.coeffs / norms, sol.rank)

@@ -138,3 +138,20 @@ def test_canonical_order_does_not_depend_on_the_listed_sizes(bases):
     np.testing.assert_array_equal(full.positions[0], ends.positions[0])
     for b in range(len(bases)):
         assert sorted(full.positions[b]) == list(range(SIZES[b]))
+
+
+def test_streaming_r_merge():
+    """Factors of two disjoint row sets, merged (either side factored or still rows), are a
+    factor of all rows."""
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((300, 25))
+    for split in (10, 150, 290):
+        a, b = StreamingR(25), StreamingR(25)
+        for k in range(0, split, 40):
+            a.add(M[k:min(k + 40, split)])
+        for k in range(split, 300, 40):
+            b.add(M[k:k + 40])
+        a.merge(b)
+        assert a.n_rows == 300 and a.is_factored
+        np.testing.assert_allclose(a.R.T @ a.R, M.T @ M, rtol=1e-10, atol=1e-10)
+        assert np.all(np.tril(a.R, -1) == 0)
