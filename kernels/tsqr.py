@@ -140,7 +140,8 @@ class StreamingR:
             self._R = other.R.copy(order="F")
             self._factored = True
             self.n_rows = other.n_rows
-            self.add(rows) if len(rows) else None
+            if len(rows):
+                self.add(rows)
             self.n_rows = n_rows + other.n_rows
             return
         fold_rows(self._R, other.R, triangular=True)
