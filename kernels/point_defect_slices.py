@@ -138,7 +138,11 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     nested = nested_columns([b.function_keys() for b in bases], truncation_rank)
     big = bases[-1]
-    big._tables()  # the pyace objects and basis tables, built once before any thread uses them
+    big.n_functions  # build the pyace objects once, before any thread uses them
+    if n_workers > 1:
+        # threads need the chain-rule rows (pyace's calculator is shared and holds state):
+        # build their tables now (raises for more than one species)
+        big._tables()
     order = nested.order
     ncol = len(order) + 1
     n = data.train.positions_A.shape[1]
