@@ -177,7 +177,8 @@ class ACEBasis:
         return self._cache["tables"]
 
     def design_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str],
-                    force_components: int = 3, method: str = "chain_rule") -> DesignRows:
+                    force_components: int = 3, method: str = "chain_rule",
+                    n_threads: int = 1) -> DesignRows:
         """Energy and force rows of structures that share one cell and species list.
 
         Parameters
@@ -195,6 +196,9 @@ class ACEBasis:
             ``"chain_rule"`` (single species; :mod:`kernels.ace_gradients`, the same rows to
             ~1e-14 at a cost linear in the basis size) or ``"pyace"`` (pyace's
             ``compute_b_grad``, cost quadratic in the basis size).
+        n_threads : int
+            Threads over structures for ``"chain_rule"`` (numba; default 1, as in the sweep's
+            one-thread workers). The rows do not depend on it.
         """
         from ase import Atoms  # noqa: PLC0415
 
@@ -204,7 +208,8 @@ class ACEBasis:
             from .ace_gradients import design_rows_chain_rule  # noqa: PLC0415
 
             E, F = design_rows_chain_rule(self._tables(), objs.basis.radial_functions,
-                                          positions_A, cell_A, force_components)
+                                          positions_A, cell_A, force_components,
+                                          n_threads=n_threads)
             return DesignRows(E, F)
         if method not in ("chain_rule", "pyace"):
             raise ValueError(f"unknown method {method!r}")
