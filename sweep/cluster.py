@@ -333,10 +333,10 @@ def estimate_task_seconds(spec, point=None) -> dict:
     if getattr(spec.definition, "slice_design", False):
         B_slice = max(spec.grid["basis_size"])  # the pass is in the slice's largest basis
         rows = n_train * (1 + 2 * atoms_train)
-        est["design"] = (COST_OVERHEAD["design"] + 3.0
+        est["design"] = (COST_OVERHEAD["design"]
                          + cost("design_slice") * atoms_train * n_struct * B_slice
                          + cost("flop") * 2.0 * rows * B_slice ** 2)
-        est["fit"] = (COST_OVERHEAD["fit"] + 3.0 + cost("fit") * 1e7 * B
+        est["fit"] = (COST_OVERHEAD["fit"] + cost("fit") * 1e7 * B
                       + cost("flop") * (2.0 * (n_train + 1) * B ** 2 + 4.0 * B ** 3 / 3))
     return est
 
@@ -382,13 +382,17 @@ def check_point_duration(spec, client_or_lifetime, safety: float | None = None) 
     if need > lifetime:
         # which grid point makes it: the largest L and basis size
         L, B = max(spec.grid["L"]), max(spec.grid["basis_size"])
+        keys = (f"sweep.cost.{stage}" if not getattr(spec.definition, "slice_design", False)
+                or stage not in ("design", "fit") else
+                "sweep.cost.design_slice / sweep.cost.flop" if stage == "design" else
+                "sweep.cost.fit / sweep.cost.flop")
         raise PointTooLong(
             f"spec {spec.name!r}: the point L={L}, basis_size={B} is expected to need "
             f"~{format_seconds(est[stage])} in its longest task ('{stage}'; "
             f"{safety:g}× safety → {format_seconds(need)}), more than the worker lifetime of "
             f"{format_seconds(lifetime)}; such a task would be restarted on every new worker "
             f"and never finish. Raise --walltime (the lifetime is the walltime minus a margin "
-            f"and a stagger), or make the grid smaller; set sweep.cost.{stage} in the Dask "
+            f"and a stagger), or make the grid smaller; set {keys} in the Dask "
             f"config if the estimate is wrong for this machine")
     return est
 
