@@ -57,7 +57,7 @@ def test_tiny_si_sweep_into_zarr(tmp_path):
 
 @pytest.mark.slow
 def test_quick_spec_runs(tmp_path):
-    """The whole p2-si-edge-quick preset (9 points; ~10 min on 2 shared cores)."""
+    """The whole p2-si-edge-quick preset (9 points; 3 min on 2 shared cores)."""
     spec = parse_spec(builtin_specs()["p2-si-edge-quick"])
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
