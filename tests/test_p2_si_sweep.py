@@ -40,6 +40,10 @@ def test_lattice_stage_has_clamped_rows_and_relaxed_predictor_constants():
 
 
 def test_tiny_si_sweep_into_zarr(tmp_path):
+    """Plumbing: every stage of the Si experiment through Dask into Zarr (~45 s). The physics is
+    not checked here: fits this small (40 functions, 6 configurations, ε_F ≈ 0.07 eV/Å) let the
+    four edges of the 384-atom cell glide together and annihilate (measured: geometry error
+    15.945 Å, that of the perfect crystal); the quick preset keeps them (slow test below)."""
     spec = parse_spec(tiny_si_text())
     assert spec.experiment == "p2-dislocations-si-edge" and spec.n_points == 2
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
@@ -64,5 +68,7 @@ def test_quick_spec_runs(tmp_path):
         run_sweep(spec, tmp_path / "q.zarr", client, progress=False)
     ds = xr.open_zarr(tmp_path / "q.zarr")
     assert np.all(ds["status"].values == "done")
-    assert np.all(np.isfinite(ds["geometry_error"].values))
     assert np.all(np.isfinite(ds["energy_error"].values))
+    # measured 0.29-4.0 Å; a fitted model that let the edges annihilate would give the perfect
+    # crystal's 26.7 Å on this 1152-atom cell
+    assert np.all(ds["geometry_error"].values < 10.0)
