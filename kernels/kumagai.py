@@ -15,8 +15,10 @@ the diamond lattice constant, cohesive energy and (internally relaxed) elastic c
 the values published with the potential (a = 5.429 Å, E_c = 4.630 eV/atom, C11/C12/C44 =
 166.4/65.3/77.1 GPa).
 
-Cost of one energy + forces call (one core, shared 2-core machine): 0.52 s for 5,832 atoms and
-2.4 s for 21,952 atoms (≈ 0.1 ms/atom, linear; benchmarks/kumagai_cost.py).
+Cost of one call (one core of the shared 2-core machine): energy + forces 0.52 s for 5,832 atoms
+and 2.4 s for 21,952 atoms; with the virial 0.9 s, 5.7 s, and 12–15 s for the 98,832-atom
+paper-scale edge cell (0.12–0.26 ms/atom, linear; benchmarks/kumagai_cost.py,
+benchmarks/si_edge_cell_cost.py).
 
 Units: positions and cells in Å, energies in eV, forces in eV/Å, virials in eV.
 """

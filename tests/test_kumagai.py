@@ -10,8 +10,9 @@ from kernels.kumagai import kumagai2007_silicon
 from kernels.relaxed_elasticity import relaxed_elastic_constants_eV_per_A3
 from tests.finite_differences import strain_derivatives_eV
 
-# Published with the potential (Kumagai, Izumi, Hara, Sakai, Comput. Mater. Sci. 39 (2007) 457,
-# quoted to these digits in the brief of issue #4): a (Å), E_c (eV/atom), C11, C12, C44 (GPa).
+# Published with the potential (Kumagai, Izumi, Hara, Sakai, Comput. Mater. Sci. 39 (2007) 457),
+# as quoted to these digits in the task brief for issue #4 (the paper's table itself was not
+# available here): a (Å), E_c (eV/atom), relaxed-ion C11, C12, C44 (GPa).
 PUBLISHED = (5.429, 4.630, 166.4, 65.3, 77.1)
 
 
