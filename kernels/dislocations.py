@@ -27,6 +27,13 @@ atom moves by more than α (Å), the per-component standard deviation is α/3 an
 displacement α/√3. (An earlier version of this module drew normal deviates of RMS α, √3 times
 larger and unbounded: at α = 0.5 Å that broke the fits.)
 
+Other systems. Every stage takes a :class:`DislocationSystem` (keyword ``system``, default
+:data:`W_SCREW`, the behaviour above): the crystal's symbol, its perfect cell, the builder of the
+periodic dislocation cells, the geometry-error stencil and whether the lattice stage also
+computes internally relaxed elastic constants (multilattices such as diamond Si, whose far-field
+predictor needs them; the elastic *rows* stay the clamped-ion ∂²W_cb, ∂³W_cb of the perfect
+cell, which are linear in the coefficients). :data:`kernels.si_edge.SI_EDGE` is the Si edge.
+
 Units: Å, eV, eV/Å; virials eV; W_cb derivatives and elastic constants eV/Å³;
 L and N are in units of the lattice constant a0 (the papers' r0).
 """
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -52,7 +60,7 @@ __all__ = ["OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference
            "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
            "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
-           "RelaxOptions"]
+           "RelaxOptions", "DislocationSystem", "W_SCREW"]
 
 SYMBOL = "W"
 OBSERVATION_SETS = ("E+F", "E+F+CLE", "E+F+CLE+NL")
@@ -73,6 +81,44 @@ def bcc_cubic_cell(a0_A: float, n: int = ELASTIC_CELL):
     g = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)], float)
     x = (g[:, None, :] + np.array([[0, 0, 0], [0.5, 0.5, 0.5]])[None]).reshape(-1, 3) * a0_A
     return x, np.eye(3) * a0_A * n, [SYMBOL] * len(x)
+
+
+def _w_screw_cell(a0_A: float, size: int, lattice=None) -> ScrewCell:
+    return screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
+
+
+@dataclass(frozen=True)
+class DislocationSystem:
+    """What differs between dislocation experiments (all fields module-level, so picklable).
+
+    Attributes
+    ----------
+    name : str
+        Label, e.g. ``"w-screw"``.
+    symbol : str
+        Chemical symbol of the single-species crystal.
+    perfect_cell : callable
+        a0 (Å) → (positions (Å), cell (Å), symbols) of the perfect crystal used for the lattice
+        constant, bulk energy, W_cb derivatives, elastic rows and force constants.
+    cell : callable
+        (a0 (Å), size (a0), lattice: LatticeReference or None) → a cell with ``positions0_A``
+        (perfect sites), ``positions_A`` (CLE predictor) and ``cell_A`` (Å), holding the
+        periodic dislocation arrangement of side ≈ size.
+    neighbour_cutoff : callable
+        a0 (Å) → stencil radius (Å) of the geometry error (between first and second shells).
+    a0_bracket_A : tuple of float
+        Search interval (Å) of the lattice constant.
+    relaxed_elastic : bool
+        Also compute the internally relaxed elastic constants (multilattices).
+    """
+
+    name: str
+    symbol: str
+    perfect_cell: Callable
+    cell: Callable
+    neighbour_cutoff: Callable
+    a0_bracket_A: tuple
+    relaxed_elastic: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +148,8 @@ class LatticeReference:
     bulk_energy_eV_per_atom: float
     elastic_eV_per_A3: np.ndarray
     nonlinear_elastic_eV_per_A3: np.ndarray
+    #: internally relaxed C (6, 6), eV/Å³, of a multilattice (None when not computed)
+    relaxed_elastic_eV_per_A3: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -159,23 +207,35 @@ class FitResult:
     fit_time_s: float
 
 
-def lattice_reference(model) -> LatticeReference:
-    """a0 minimising the bcc energy, the energy per atom, and ∂²W_cb, ∂³W_cb (eV/Å³)."""
+def lattice_reference(model, system: DislocationSystem | None = None) -> LatticeReference:
+    """a0 minimising the perfect crystal's energy, the energy per atom, and ∂²W_cb, ∂³W_cb
+    (eV/Å³; plus the relaxed C when ``system.relaxed_elastic``). Default system: W screw."""
+    system = system or W_SCREW
+
     def e(a):
-        return model.evaluate(*bcc_cubic_cell(a)).energy_eV
+        return model.evaluate(*system.perfect_cell(a)).energy_eV
 
-    res = minimize_scalar(e, bounds=(2.5, 3.6), method="bounded", options={"xatol": 1e-9})
+    res = minimize_scalar(e, bounds=system.a0_bracket_A, method="bounded",
+                          options={"xatol": 1e-9})
     a0 = float(res.x)
-    x, c, s = bcc_cubic_cell(a0)
+    x, c, s = system.perfect_cell(a0)
     d = cauchy_born_derivatives(model, x, c, s, STRAIN_STEP, third=True)
-    return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third)
+    if not system.relaxed_elastic:
+        return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third)
+    from .relaxed_elasticity import relaxed_elastic_constants_eV_per_A3  # noqa: PLC0415
+
+    C, _ = relaxed_elastic_constants_eV_per_A3(model, x, c, s, STRAIN_STEP)
+    return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third, C)
 
 
-def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions
-                         ) -> SimulationReference:
-    """The quadrupole cell of side ≈ ``size`` a0, relaxed with the reference from the CLE field."""
-    c: ScrewCell = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
-    sym = [SYMBOL] * len(c.positions_A)
+def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
+                         system: DislocationSystem | None = None,
+                         lattice: LatticeReference | None = None) -> SimulationReference:
+    """The quadrupole cell of side ≈ ``size`` a0, relaxed with the reference from the CLE field.
+    ``lattice`` is passed to ``system.cell`` (the Si edge's predictor needs its relaxed C)."""
+    system = system or W_SCREW
+    c = system.cell(a0_A, size, lattice)
+    sym = [system.symbol] * len(c.positions_A)
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
@@ -200,10 +260,10 @@ def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: 
     return rng.uniform(-half_width, half_width, tuple(shape) + (3,))
 
 
-def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
+def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed, symbol=SYMBOL):
     rng = np.random.default_rng(seed)
     n = len(relaxed_A)
-    sym = [SYMBOL] * n
+    sym = [symbol] * n
     pos = relaxed_A[None] + rattle_displacements_A(rng, (n_configs, n), amplitude_A)
     energy = np.empty(n_configs)
     forces = np.empty((n_configs, n, 3))
@@ -215,27 +275,35 @@ def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed):
 
 
 def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, amplitude_A: float,
-                  seed_train: int, seed_test: int, options: RelaxOptions) -> TrainingData:
-    """Relax the training cell (four screws, side ≈ ``size`` a0) and rattle it (|u| ≤ α, Å)."""
-    c = screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
-    sym = [SYMBOL] * len(c.positions_A)
+                  seed_train: int, seed_test: int, options: RelaxOptions,
+                  system: DislocationSystem | None = None,
+                  lattice: LatticeReference | None = None) -> TrainingData:
+    """Relax the training cell (four dislocations, side ≈ ``size`` a0) and rattle it
+    (|u| ≤ α, Å)."""
+    system = system or W_SCREW
+    c = system.cell(a0_A, size, lattice)
+    sym = [system.symbol] * len(c.positions_A)
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
-    train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train)
-    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test)
-    x, cc, s = bcc_cubic_cell(a0_A)
+    train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train,
+                             system.symbol)
+    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test,
+                           system.symbol)
+    x, cc, s = system.perfect_cell(a0_A)
     p = model.evaluate(x, cc, s)
     return TrainingData(c.cell_A, r.positions_A, train, test, vtrain, vtest,
                         Observations(x[None], np.array([p.energy_eV]), p.forces_eV_per_A[None]))
 
 
-def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float) -> TrainingRows:
+def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
+                system: DislocationSystem | None = None) -> TrainingRows:
     """Energy/force rows of the sets, the perfect crystal's energy row and the elastic rows."""
+    system = system or W_SCREW
     t0 = time.perf_counter()
-    sym = [SYMBOL] * data.train.positions_A.shape[1]
+    sym = [system.symbol] * data.train.positions_A.shape[1]
     train = basis.design_rows(data.train.positions_A, data.cell_A, sym)
     test = basis.design_rows(data.test.positions_A, data.cell_A, sym)
-    x, c, s = bcc_cubic_cell(a0_A)
+    x, c, s = system.perfect_cell(a0_A)
     perfect = basis.design_rows(x[None], c, s)
     el = elastic_rows(basis, x, c, s, STRAIN_STEP, third=True)
     return TrainingRows(train, test, perfect, el.first, el.second, el.third, train.energy.shape[1],
@@ -243,7 +311,8 @@ def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float) -> TrainingRow
 
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
-        weights: Weights, solver: str = "rrqr", rtol: float = 1e-6) -> FitResult:
+        weights: Weights, solver: str = "rrqr", rtol: float = 1e-6,
+        system: DislocationSystem | None = None) -> FitResult:
     """Minimise Σ_R W_E|E/n − Ẽ/n|² + W_F|F − F̃|² + W_V1‖∂²W − ∂²W̃‖² + W_V2‖∂³W − ∂³W̃‖²
     (P2 eq. 4.16; all 36 and 216 tensor entries, eV/Å³) plus the bulk energy per atom (W_E).
 
@@ -275,7 +344,7 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     c = sol.coeffs
     nt = data.test.positions_A.shape[1]
     model = ACEModel(basis, c)
-    sym = [SYMBOL] * nt
+    sym = [(system or W_SCREW).symbol] * nt
     vir = np.array([model.evaluate(x, data.cell_A, sym).virial_eV for x in data.test.positions_A])
     C_ml = rows.elastic @ c
     C_ref = lattice.elastic_eV_per_A3
@@ -290,26 +359,35 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
-            lattice: LatticeReference, options: RelaxOptions) -> Prediction:
+            lattice: LatticeReference, options: RelaxOptions,
+            system: DislocationSystem | None = None) -> Prediction:
     """Relax the quadrupole with the fitted model from ȳ and measure the errors.
 
-    Geometry error: stencil of the perfect sites x₀ (8 nearest neighbours in bcc), periodic.
+    Geometry error: stencil of the perfect sites x₀ (``system.neighbour_cutoff``: the 8
+    nearest neighbours in bcc, 4 in diamond), periodic.
     Energy error: each model's energy measured from its own value at the CLE predictor.
     Formation-energy error: each model against its own perfect crystal (n·e_bulk).
     """
+    system = system or W_SCREW
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)
-    sym = [SYMBOL] * len(sim.positions0_A)
+    sym = [system.symbol] * len(sim.positions0_A)
     e_pred_ml = model.evaluate(sim.predictor_A, sim.cell_A, sym).energy_eV
     r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
-    x, c, s = bcc_cubic_cell(lattice.a0_A)
+    x, c, s = system.perfect_cell(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, nearest_neighbour_cutoff(lattice.a0_A)),
+                                        sim.cell_A, system.neighbour_cutoff(lattice.a0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
                                      e_pred_ml),
         formation_energy_error_eV=formation_energy_error(
             sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml, len(sym)),
         relax_steps=r.n_steps, time_s=time.perf_counter() - t0)
+
+
+#: The ½⟨111⟩ screw quadrupole in bcc W (P2 §4.2.1): the default system of every stage.
+W_SCREW = DislocationSystem(name="w-screw", symbol=SYMBOL, perfect_cell=bcc_cubic_cell,
+                            cell=_w_screw_cell, neighbour_cutoff=nearest_neighbour_cutoff,
+                            a0_bracket_A=(2.5, 3.6))

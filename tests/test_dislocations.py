@@ -104,10 +104,17 @@ def test_strain_derivatives_exact_for_polynomials():
     np.testing.assert_allclose(d.second, H, atol=1e-8)
 
 
-@pytest.fixture(scope="module")
-def ace_crystal():
-    basis = ACEBasis(ace_potential_config(["W"], 30, 5.0, [10, 4, 3], [0, 3, 2]))
-    x, c, s = dk.bcc_cubic_cell(A0)
+@pytest.fixture(scope="module", params=["W", "Si"])
+def ace_crystal(request):
+    """A 30-function basis on the perfect crystal of a P2 system: bcc W, or diamond Si (one
+    cubic cell, a multilattice: its elastic rows are the clamped-ion ∂²W_cb)."""
+    if request.param == "Si":
+        from kernels.si_edge import diamond_perfect_cell
+
+        x, c, s = diamond_perfect_cell(5.429, 1)
+    else:
+        x, c, s = dk.bcc_cubic_cell(A0)
+    basis = ACEBasis(ace_potential_config([s[0]], 30, 5.0, [10, 4, 3], [0, 3, 2]))
     return basis, x, c, s
 
 
