@@ -3,10 +3,10 @@
 The model is linear in its coefficients, E = Σ_atoms Σ_B c_B B(environment): pyace's
 ``FinnisSinclairShiftedScaled`` embedding with ``fs_parameters = [1, 1]`` and one density is the
 identity, so the energy row of a structure is the sum over atoms of the B-basis projections and the
-force rows are pyace's ``forces_bfuncs`` (= −∂ energy row / ∂x) — computed by default by the
-chain rule through the atomic basis (:mod:`kernels.ace_gradients`, the same rows to ~1e-14 at a
-cost linear instead of quadratic in the basis size; several species too, column blocks per
-species as pyace orders them). ``number_of_functions_per_element``
+force rows are pyace's ``forces_bfuncs`` (= −∂ energy row / ∂x) — computed by default, for one
+species, by the chain rule through the atomic basis (:mod:`kernels.ace_gradients`, the same rows to
+~1e-14 at a cost linear instead of quadratic in the basis size; several species use pyace's
+``compute_b_grad``, column blocks per species as pyace orders them). ``number_of_functions_per_element``
 truncates the superset spanned by ``nradmax_by_orders``/``lmax_by_orders`` to exactly that many
 functions when the superset is large enough; the realised size is :attr:`ACEBasis.n_functions`.
 
@@ -197,7 +197,6 @@ class ACEBasis:
         """Drop this instance's pyace objects (rebuilt on next use); cached keys are kept."""
         self._cache.pop("objs", None)
         self._cache.pop("tables", None)
-        self._cache.pop("species_tables", None)
 
     def _tables(self):
         from .ace_gradients import basis_tables  # noqa: PLC0415
@@ -205,15 +204,6 @@ class ACEBasis:
         if "tables" not in self._cache:
             self._cache["tables"] = basis_tables(self._objects().basis)
         return self._cache["tables"]
-
-    def _species_tables(self):
-        """Chain-rule tables of each central species (several-species bases)."""
-        from .ace_gradients import basis_tables  # noqa: PLC0415
-
-        if "species_tables" not in self._cache:
-            bb = self._objects().basis
-            self._cache["species_tables"] = [basis_tables(bb, mu) for mu in range(bb.nelements)]
-        return self._cache["species_tables"]
 
     def _species_columns(self, symbols: list[str]):
         """Column range (lo, hi) of each atom's species, or None for a one-species basis.
@@ -231,7 +221,8 @@ class ACEBasis:
         return [(int(offsets[index[s]]), int(offsets[index[s] + 1])) for s in symbols]
 
     def design_rows(self, positions_A, cell_A: np.ndarray, symbols: list[str],
-                    force_components: int = 3, method: str = "chain_rule") -> DesignRows:
+                    force_components: int = 3, method: str = "chain_rule",
+                    n_threads: int = 1) -> DesignRows:
         """Energy and force rows of structures that share one cell and species list.
 
         Parameters
@@ -246,10 +237,14 @@ class ACEBasis:
             Keep the first k Cartesian components of the force rows (2 for the planar lattice,
             whose z rows are exactly zero).
         method : str
-            ``"chain_rule"`` (:mod:`kernels.ace_gradients`, the same rows to ~1e-14 at a cost
-            linear in the basis size; one species, or several with per-species column blocks)
-            or ``"pyace"`` (pyace's ``compute_b_grad``, cost quadratic in the basis size; for
-            several species each atom's energy row placed in its species' block of columns).
+            ``"chain_rule"`` (single species; :mod:`kernels.ace_gradients`, the same rows to
+            ~1e-14 at a cost linear in the basis size; several species fall back to
+            ``"pyace"``) or ``"pyace"`` (pyace's ``compute_b_grad``, cost quadratic in the basis
+            size; for several species each atom's energy row placed in its species' block of
+            columns).
+        n_threads : int
+            Threads over structures for ``"chain_rule"`` (numba; default 1, as in the sweep's
+            one-thread workers). The rows do not depend on it.
         """
         from ase import Atoms  # noqa: PLC0415
 
@@ -259,15 +254,8 @@ class ACEBasis:
             from .ace_gradients import design_rows_chain_rule  # noqa: PLC0415
 
             E, F = design_rows_chain_rule(self._tables(), objs.basis.radial_functions,
-                                          positions_A, cell_A, force_components)
-            return DesignRows(E, F)
-        if method == "chain_rule" and objs.basis.nelements > 1:
-            from .ace_gradients import design_rows_chain_rule_species  # noqa: PLC0415
-
-            index = objs.basis.elements_to_index_map
-            E, F = design_rows_chain_rule_species(
-                self._species_tables(), objs.basis.radial_functions, positions_A, cell_A,
-                np.array([index[s] for s in symbols]), force_components)
+                                          positions_A, cell_A, force_components,
+                                          n_threads=n_threads)
             return DesignRows(E, F)
         if method not in ("chain_rule", "pyace"):
             raise ValueError(f"unknown method {method!r}")

@@ -110,13 +110,17 @@ def b2_cell_repeats(size_a: float) -> tuple[int, int]:
     return n, n
 
 
-def b2_screw_quadrupole_cell(a0_A: float, size_a: float) -> ScrewCell:
+def b2_screw_quadrupole_cell(a0_A: float, size_a: float, lattice=None) -> ScrewCell:
     """Four a[001] screws (checkerboard, zero net Burgers vector) in a square cell of side
-    ≈ ``size_a`` a0 with the periodic CLE predictor; ``symbols`` gives each atom's species."""
+    ≈ ``size_a`` a0 with the periodic CLE predictor; ``symbols`` gives each atom's species.
+    ``lattice`` (the stages' LatticeReference) is not needed: the [001] screw's CLE field is
+    u_z = (b/2π) θ whatever the elastic constants (module docstring)."""
     return screw_quadrupole_cell(a0_A, b2_cell_repeats(size_a),
                                  unit_cell=b2_screw_unit_cell(a0_A))
 
 
 #: The a[001] screw in B2 NiAl (P2 §4.2.3) for the stages of :mod:`kernels.dislocations`.
-NIAL_SCREW = DislocationSystem("nial-screw", ELEMENTS, b2_cubic_cell, b2_screw_quadrupole_cell,
-                               nearest_neighbour_cutoff)
+NIAL_SCREW = DislocationSystem(name="nial-screw", symbol="NiAl", perfect_cell=b2_cubic_cell,
+                               cell=b2_screw_quadrupole_cell,
+                               neighbour_cutoff=nearest_neighbour_cutoff,
+                               a0_bracket_A=(2.5, 3.6), elements=ELEMENTS)

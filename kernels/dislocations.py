@@ -27,10 +27,15 @@ atom moves by more than α (Å), the per-component standard deviation is α/3 an
 displacement α/√3. (An earlier version of this module drew normal deviates of RMS α, √3 times
 larger and unbounded: at α = 0.5 Å that broke the fits.)
 
-Other systems. Every stage takes a keyword ``system`` (a :class:`DislocationSystem`: the
-species, the perfect cubic crystal, the dislocation cell of a given size and the stencil), by
-default :data:`W_SCREW`, whose values are those of the W-only version bit for bit; the B2 NiAl
-a[001] screw is :data:`kernels.b2_screw.NIAL_SCREW`.
+Other systems. Every stage takes a :class:`DislocationSystem` (keyword ``system``, default
+:data:`W_SCREW`, whose values are those of the W-only version bit for bit): the crystal's
+symbol (or, for several species, its elements; the cells then carry each atom's ``symbols``),
+its perfect cell, the builder of the periodic dislocation cells, the geometry-error stencil and
+whether the lattice stage also computes internally relaxed elastic constants (multilattices such
+as diamond Si, whose far-field predictor needs them; the elastic *rows* stay the clamped-ion
+∂²W_cb, ∂³W_cb of the perfect cell, which are linear in the coefficients).
+:data:`kernels.si_edge.SI_EDGE` is the Si edge, :data:`kernels.b2_screw.NIAL_SCREW` the B2 NiAl
+a[001] screw (two species).
 
 Units: Å, eV, eV/Å; virials eV; W_cb derivatives and elastic constants eV/Å³;
 L and N are in units of the lattice constant a0 (the papers' r0).
@@ -81,49 +86,61 @@ def bcc_cubic_cell(a0_A: float, n: int = ELASTIC_CELL):
     return x, np.eye(3) * a0_A * n, [SYMBOL] * len(x)
 
 
-def _w_screw_cell(a0_A: float, size_a: float) -> ScrewCell:
-    """The ½⟨111⟩ screw quadrupole in W of side ≈ ``size_a`` a0."""
-    return screw_quadrupole_cell(a0_A, cell_repeats(size_a), SYMBOL)
+def _w_screw_cell(a0_A: float, size: int, lattice=None) -> ScrewCell:
+    """The ½⟨111⟩ screw quadrupole in W of side ≈ ``size`` a0."""
+    return screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
 
 
 @dataclass(frozen=True)
 class DislocationSystem:
-    """What the stages need to know of one crystal and dislocation (picklable: module-level
-    functions only).
+    """What differs between dislocation experiments (all fields module-level, so picklable).
 
     Attributes
     ----------
     name : str
         Label, e.g. ``"w-screw"``.
+    symbol : str
+        Chemical symbol of a single-species crystal; for several species a label of the
+        compound (e.g. ``"NiAl"``), used only where neither the cell nor a stage result carries
+        per-atom ``symbols``.
+    perfect_cell : callable
+        a0 (Å) → (positions (Å), cell (Å), symbols) of the perfect crystal used for the lattice
+        constant, bulk energy, W_cb derivatives, elastic rows and force constants.
+    cell : callable
+        (a0 (Å), size (a0), lattice: LatticeReference or None) → a cell with ``positions0_A``
+        (perfect sites), ``positions_A`` (CLE predictor) and ``cell_A`` (Å), and optionally
+        ``symbols`` (each atom's species; required for several species, else all ``symbol``),
+        holding the periodic dislocation arrangement of side ≈ size.
+    neighbour_cutoff : callable
+        a0 (Å) → stencil radius (Å) of the geometry error (between first and second shells).
+    a0_bracket_A : tuple of float
+        Search interval (Å) of the lattice constant.
+    relaxed_elastic : bool
+        Also compute the internally relaxed elastic constants (multilattices).
     elements : tuple of str
-        Chemical symbols of the ACE basis.
-    perfect_crystal : callable
-        ``perfect_crystal(a0_A)`` → (positions Å, cell Å, symbols): the perfect crystal of
-        ``ELASTIC_CELL``³ cubic cells (bulk energy, W_cb derivatives, force constants).
-    dislocation_cell : callable
-        ``dislocation_cell(a0_A, size_a)`` → a cell with ``positions0_A`` (perfect sites),
-        ``positions_A`` (CLE predictor), ``cell_A`` and ``symbols``, e.g. a
-        :class:`kernels.screw_quadrupole.ScrewCell`: the periodic dislocation cell of side
-        ≈ ``size_a`` a0 (training cells and the simulation cell alike).
-    stencil_cutoff : callable
-        ``stencil_cutoff(a0_A)`` → radius (Å) of the geometry-error stencil.
+        Chemical symbols of the ACE basis; empty (the default) means ``(symbol,)``. See
+        :attr:`species`.
     """
 
     name: str
-    elements: tuple
-    perfect_crystal: Callable
-    dislocation_cell: Callable
-    stencil_cutoff: Callable
+    symbol: str
+    perfect_cell: Callable
+    cell: Callable
+    neighbour_cutoff: Callable
+    a0_bracket_A: tuple
+    relaxed_elastic: bool = False
+    elements: tuple = ()
+
+    @property
+    def species(self) -> tuple:
+        """The ACE basis's elements: ``elements``, or ``(symbol,)`` for one species."""
+        return tuple(self.elements) or (self.symbol,)
 
 
-#: The ½⟨111⟩ screw in bcc W (P2 §4.2.1): the default of every stage.
-W_SCREW = DislocationSystem("w-screw", (SYMBOL,), bcc_cubic_cell, _w_screw_cell,
-                            nearest_neighbour_cutoff)
-
-
-def _symbols(obj, n: int) -> list[str]:
-    """The atoms' symbols a stage result carries (W for results made without any)."""
-    return list(obj.symbols) if getattr(obj, "symbols", ()) else [SYMBOL] * n
+def _symbols(obj, n: int, system: DislocationSystem) -> list[str]:
+    """Each atom's symbol: those a cell or stage result carries, else ``system.symbol``."""
+    sym = getattr(obj, "symbols", ())
+    return list(sym) if len(sym) else [system.symbol] * n
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,8 @@ class LatticeReference:
     bulk_energy_eV_per_atom: float
     elastic_eV_per_A3: np.ndarray
     nonlinear_elastic_eV_per_A3: np.ndarray
+    #: internally relaxed C (6, 6), eV/Å³, of a multilattice (None when not computed)
+    relaxed_elastic_eV_per_A3: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -212,24 +231,35 @@ class FitResult:
     fit_time_s: float
 
 
-def lattice_reference(model, system: DislocationSystem = W_SCREW) -> LatticeReference:
-    """a0 minimising the cubic crystal's energy (searched in 2.5–3.6 Å), the energy per atom,
-    and ∂²W_cb, ∂³W_cb (eV/Å³)."""
-    def e(a):
-        return model.evaluate(*system.perfect_crystal(a)).energy_eV
+def lattice_reference(model, system: DislocationSystem | None = None) -> LatticeReference:
+    """a0 minimising the perfect crystal's energy, the energy per atom, and ∂²W_cb, ∂³W_cb
+    (eV/Å³; plus the relaxed C when ``system.relaxed_elastic``). Default system: W screw."""
+    system = system or W_SCREW
 
-    res = minimize_scalar(e, bounds=(2.5, 3.6), method="bounded", options={"xatol": 1e-9})
+    def e(a):
+        return model.evaluate(*system.perfect_cell(a)).energy_eV
+
+    res = minimize_scalar(e, bounds=system.a0_bracket_A, method="bounded",
+                          options={"xatol": 1e-9})
     a0 = float(res.x)
-    x, c, s = system.perfect_crystal(a0)
+    x, c, s = system.perfect_cell(a0)
     d = cauchy_born_derivatives(model, x, c, s, STRAIN_STEP, third=True)
-    return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third)
+    if not system.relaxed_elastic:
+        return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third)
+    from .relaxed_elasticity import relaxed_elastic_constants_eV_per_A3  # noqa: PLC0415
+
+    C, _ = relaxed_elastic_constants_eV_per_A3(model, x, c, s, STRAIN_STEP)
+    return LatticeReference(a0, float(res.fun) / len(x), d.second, d.third, C)
 
 
 def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
-                         system: DislocationSystem = W_SCREW) -> SimulationReference:
-    """The quadrupole cell of side ≈ ``size`` a0, relaxed with the reference from the CLE field."""
-    c: ScrewCell = system.dislocation_cell(a0_A, size)
-    sym = list(c.symbols)
+                         system: DislocationSystem | None = None,
+                         lattice: LatticeReference | None = None) -> SimulationReference:
+    """The quadrupole cell of side ≈ ``size`` a0, relaxed with the reference from the CLE field.
+    ``lattice`` is passed to ``system.cell`` (the Si edge's predictor needs its relaxed C)."""
+    system = system or W_SCREW
+    c = system.cell(a0_A, size, lattice)
+    sym = _symbols(c, len(c.positions_A), system)
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
@@ -270,16 +300,20 @@ def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed, symbols=Non
 
 def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, amplitude_A: float,
                   seed_train: int, seed_test: int, options: RelaxOptions,
-                  system: DislocationSystem = W_SCREW) -> TrainingData:
-    """Relax the training cell (four screws, side ≈ ``size`` a0) and rattle it (|u| ≤ α, Å)."""
-    c = system.dislocation_cell(a0_A, size)
-    sym = list(c.symbols)
+                  system: DislocationSystem | None = None,
+                  lattice: LatticeReference | None = None) -> TrainingData:
+    """Relax the training cell (four dislocations, side ≈ ``size`` a0) and rattle it
+    (|u| ≤ α, Å)."""
+    system = system or W_SCREW
+    c = system.cell(a0_A, size, lattice)
+    sym = _symbols(c, len(c.positions_A), system)
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
     train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train,
                              sym)
-    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test, sym)
-    x, cc, s = system.perfect_crystal(a0_A)
+    test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test,
+                           sym)
+    x, cc, s = system.perfect_cell(a0_A)
     p = model.evaluate(x, cc, s)
     return TrainingData(c.cell_A, r.positions_A, train, test, vtrain, vtest,
                         Observations(x[None], np.array([p.energy_eV]), p.forces_eV_per_A[None]),
@@ -287,13 +321,14 @@ def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, ampl
 
 
 def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
-                system: DislocationSystem = W_SCREW) -> TrainingRows:
+                system: DislocationSystem | None = None) -> TrainingRows:
     """Energy/force rows of the sets, the perfect crystal's energy row and the elastic rows."""
+    system = system or W_SCREW
     t0 = time.perf_counter()
-    sym = _symbols(data, data.train.positions_A.shape[1])
+    sym = _symbols(data, data.train.positions_A.shape[1], system)
     train = basis.design_rows(data.train.positions_A, data.cell_A, sym)
     test = basis.design_rows(data.test.positions_A, data.cell_A, sym)
-    x, c, s = system.perfect_crystal(a0_A)
+    x, c, s = system.perfect_cell(a0_A)
     perfect = basis.design_rows(x[None], c, s)
     el = elastic_rows(basis, x, c, s, STRAIN_STEP, third=True)
     return TrainingRows(train, test, perfect, el.first, el.second, el.third, train.energy.shape[1],
@@ -301,7 +336,8 @@ def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
 
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
-        weights: Weights, solver: str = "rrqr", rtol: float = 1e-6) -> FitResult:
+        weights: Weights, solver: str = "rrqr", rtol: float = 1e-6,
+        system: DislocationSystem | None = None) -> FitResult:
     """Minimise Σ_R W_E|E/n − Ẽ/n|² + W_F|F − F̃|² + W_V1‖∂²W − ∂²W̃‖² + W_V2‖∂³W − ∂³W̃‖²
     (P2 eq. 4.16; all 36 and 216 tensor entries, eV/Å³) plus the bulk energy per atom (W_E).
 
@@ -333,7 +369,7 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     c = sol.coeffs
     nt = data.test.positions_A.shape[1]
     model = ACEModel(basis, c)
-    sym = _symbols(data, nt)
+    sym = _symbols(data, nt, system or W_SCREW)
     vir = np.array([model.evaluate(x, data.cell_A, sym).virial_eV for x in data.test.positions_A])
     C_ml = rows.elastic @ c
     C_ref = lattice.elastic_eV_per_A3
@@ -349,27 +385,34 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
             lattice: LatticeReference, options: RelaxOptions,
-            system: DislocationSystem = W_SCREW) -> Prediction:
+            system: DislocationSystem | None = None) -> Prediction:
     """Relax the quadrupole with the fitted model from ȳ and measure the errors.
 
-    Geometry error: stencil of the perfect sites x₀ (8 nearest neighbours in bcc and B2),
-    periodic.
+    Geometry error: stencil of the perfect sites x₀ (``system.neighbour_cutoff``: the 8
+    nearest neighbours in bcc and B2, 4 in diamond), periodic.
     Energy error: each model's energy measured from its own value at the CLE predictor.
     Formation-energy error: each model against its own perfect crystal (n·e_bulk).
     """
+    system = system or W_SCREW
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)
-    sym = _symbols(sim, len(sim.positions0_A))
+    sym = _symbols(sim, len(sim.positions0_A), system)
     e_pred_ml = model.evaluate(sim.predictor_A, sim.cell_A, sym).energy_eV
     r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               options.optimizer)
-    x, c, s = system.perfect_crystal(lattice.a0_A)
+    x, c, s = system.perfect_cell(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, system.stencil_cutoff(lattice.a0_A)),
+                                        sim.cell_A, system.neighbour_cutoff(lattice.a0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
                                      e_pred_ml),
         formation_energy_error_eV=formation_energy_error(
             sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml, len(sym)),
         relax_steps=r.n_steps, time_s=time.perf_counter() - t0)
+
+
+#: The ½⟨111⟩ screw quadrupole in bcc W (P2 §4.2.1): the default system of every stage.
+W_SCREW = DislocationSystem(name="w-screw", symbol=SYMBOL, perfect_cell=bcc_cubic_cell,
+                            cell=_w_screw_cell, neighbour_cutoff=nearest_neighbour_cutoff,
+                            a0_bracket_A=(2.5, 3.6))

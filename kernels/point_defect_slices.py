@@ -34,9 +34,9 @@ import numpy as np
 
 from . import point_defects as pdk
 from .ace import ACEBasis, truncation_rank
-from .least_squares import solve_rrqr
+from .least_squares import solve_rrqr, solve_rrqr_reduced
 from .nested_basis import NestedColumns, nested_columns
-from .tsqr import StreamingR, residual_norm2
+from .tsqr import StreamingR, fold_rows, residual_norm2
 
 __all__ = ["SliceFactors", "slice_factors", "fit_from_factors", "OBSERVATION_SETS"]
 
@@ -83,21 +83,21 @@ class SliceFactors:
         return len(self.nested.order)
 
 
-def _blocks(basis: ACEBasis, order: np.ndarray, obs: pdk.Observations, cell_A,
-            chunk_configs: int, energy: StreamingR, forces: StreamingR) -> float:
-    """Fold the rows of a set of configurations into the energy and force factors; returns the
-    time spent on rows (s)."""
-    S, n = obs.positions_A.shape[:2]
+def _blocks(basis: ACEBasis, order: np.ndarray, obs: pdk.Observations, configs: range,
+            cell_A, chunk_configs: int, energy: StreamingR, forces: StreamingR) -> float:
+    """Fold the rows of the configurations ``configs`` into the energy and force factors;
+    returns the time spent on rows (s)."""
+    n = obs.positions_A.shape[1]
     k = pdk.PLANAR
     t_rows = 0.0
-    for s0 in range(0, S, chunk_configs):
-        sl = slice(s0, min(S, s0 + chunk_configs))
+    for s0 in range(configs.start, configs.stop, chunk_configs):
+        sl = slice(s0, min(configs.stop, s0 + chunk_configs))
         t0 = time.perf_counter()
         r = basis.design_rows(obs.positions_A[sl], cell_A, [pdk.SYMBOL] * n, k)
         t_rows += time.perf_counter() - t0
         E = np.column_stack([r.energy[:, order] / n, obs.energy_eV[sl] / n])
         m = r.forces.shape[0] * n * k
-        F = np.empty((m, len(order) + 1))
+        F = np.empty((m, len(order) + 1), order="F")  # dtpqrt's order: folded without a copy
         np.take(r.forces.reshape(m, -1), order, axis=1, out=F[:, :-1])
         F[:, -1] = obs.forces_eV_per_A[sl, :, :k].reshape(m)
         del r
@@ -106,8 +106,14 @@ def _blocks(basis: ACEBasis, order: np.ndarray, obs: pdk.Observations, cell_A,
     return t_rows
 
 
+def _split(n_items: int, n_parts: int) -> list[range]:
+    """Contiguous, near-equal ranges of ``range(n_items)`` (empty ones dropped)."""
+    edges = np.linspace(0, n_items, n_parts + 1).round().astype(int)
+    return [range(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
-                  max_chunk_bytes: float = 256e6) -> SliceFactors:
+                  max_chunk_bytes: float = 256e6, n_workers: int = 1) -> SliceFactors:
     """One pass over a training cell's data in the largest of nested bases.
 
     Parameters
@@ -117,23 +123,63 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
     data : TrainingData
         Training and test sets (and the perfect cell) of one (defect, L).
     max_chunk_bytes : float
-        Upper bound on the memory of one chunk of design rows, bytes (the factors themselves
-        take ≈ 4 (n_basis + 1)² × 8 bytes).
+        Upper bound on the memory of the chunks of design rows held at once (all workers
+        together), bytes (the factors themselves take ≈ 4 (n_basis + 1)² × 8 bytes per worker).
+    n_workers : int
+        Threads, each building the rows and factors of a contiguous share of the
+        configurations (the rows kernel and LAPACK run without the GIL); their factors are then
+        merged. 1 (the default, as in the sweep's one-thread workers) is the plain pass. The
+        factors of different ``n_workers`` differ by rounding only (the order of the
+        Householder reflections); for a given ``n_workers`` they are reproducible.
     """
     t0 = time.perf_counter()
+    n_workers = int(n_workers)
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     nested = nested_columns([b.function_keys() for b in bases], truncation_rank)
     big = bases[-1]
+    big.n_functions  # build the pyace objects once, before any thread uses them
+    if n_workers > 1:
+        # threads need the chain-rule rows (pyace's calculator is shared and holds state):
+        # build their tables now (raises for more than one species)
+        big._tables()
     order = nested.order
     ncol = len(order) + 1
     n = data.train.positions_A.shape[1]
     per_config = n * pdk.PLANAR * ncol * 8.0
-    chunk = max(1, int(max_chunk_bytes // per_config))
-    train = {"energy": StreamingR(ncol), "forces": StreamingR(ncol)}
+    chunk = max(1, int(max_chunk_bytes / n_workers // per_config))
     # test blocks serve residuals only: kept as rows while they fit in one chunk (no QR)
     keep = int(max_chunk_bytes // (ncol * 8.0))
-    test = {"energy": StreamingR(ncol, keep), "forces": StreamingR(ncol, keep)}
-    t_rows = _blocks(big, order, data.train, data.cell_A, chunk, train["energy"], train["forces"])
-    t_rows += _blocks(big, order, data.test, data.cell_A, chunk, test["energy"], test["forces"])
+    S_train = data.train.positions_A.shape[0]
+    S_test = data.test.positions_A.shape[0]
+    shares = list(zip(_split(S_train, n_workers), _split(S_test, n_workers)))
+
+    def work(share):
+        tr, te = share
+        train = {"energy": StreamingR(ncol), "forces": StreamingR(ncol)}
+        test = {"energy": StreamingR(ncol, keep // n_workers),
+                "forces": StreamingR(ncol, keep // n_workers)}
+        t = _blocks(big, order, data.train, tr, data.cell_A, chunk, train["energy"],
+                    train["forces"])
+        t += _blocks(big, order, data.test, te, data.cell_A, chunk, test["energy"],
+                     test["forces"])
+        return train, test, t
+
+    if n_workers == 1 or len(shares) == 1:
+        parts = [work(share) for share in shares]
+    else:
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        with ThreadPoolExecutor(len(shares)) as pool:
+            parts = list(pool.map(work, shares))
+    train, test, t_rows = parts[0]
+    for other_train, other_test, t in parts[1:]:
+        for name in train:
+            train[name].merge(other_train[name])
+        for name in test:
+            test[name].keep_rows = keep
+            test[name].merge(other_test[name])
+        t_rows += t
     factors = {name: f.R for name, f in train.items()}
     factored = frozenset(name for name, f in train.items() if f.is_factored)
     rows = {name: f.n_rows for name, f in train.items()}
@@ -149,6 +195,17 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
     return SliceFactors(nested, factors, {name: f.R for name, f in test.items()}, rows,
                         test["energy"].n_rows, test["forces"].n_rows,
                         time.perf_counter() - t0, t_rows, factored)
+
+
+def _prefix_triangle(R: np.ndarray, B: int) -> np.ndarray:
+    """The augmented triangular factor (B + 1)² of a block's prefix problem [A_B | y] from the
+    block's factor R of [A | y] (nested order): R[:B, :B], R[:B, −1], and the norm of the rest
+    of y's column, so that Tᵀ T = [A_B | y]ᵀ [A_B | y]."""
+    T = np.zeros((B + 1, B + 1), order="F")
+    T[:B, :B] = R[:B, :B]
+    T[:B, B] = R[:B, -1]
+    T[B, B] = np.linalg.norm(R[B:, -1])
+    return T
 
 
 def fit_from_factors(factors: SliceFactors, basis_index: int, basis: ACEBasis,
@@ -172,16 +229,26 @@ def fit_from_factors(factors: SliceFactors, basis_index: int, basis: ACEBasis,
     # on the straightforward path (with unit-scaled columns its ties are broken by order)
     cols = factors.nested.positions[basis_index]
     t0 = time.perf_counter()
-    A, y = [], []
-    for name in use:
-        f = factors.train[name]
-        # rows beyond B of a triangular factor are zero in the leading B columns
-        if name in factors.factored:
-            f = f[:B]
-        sw = np.sqrt(weights[name])
-        A.append(sw * f[:, cols])
-        y.append(sw * f[:, -1])
-    sol = solve_rrqr(np.vstack(A), np.concatenate(y), rtol, scale_columns)
+    prefix = np.r_[np.arange(B), factors.n_columns]  # nested prefix of basis b, then y
+    base = next((name for name in use if name in factors.factored), None)
+    if base is None:
+        # no factored block (few observations): the stacked rows themselves
+        A = np.vstack([np.sqrt(weights[name]) * factors.train[name][:, prefix] for name in use])
+        sol = solve_rrqr(A[:, cols], A[:, -1], rtol, scale_columns)
+    else:
+        # fold every block into one augmented triangular factor of the weighted system, in
+        # nested order (triangular: dtpqrt skips its zeros), then solve in the basis's own
+        # column order from it (solve_rrqr_reduced: same truncation and solution as the rows)
+        T = np.sqrt(weights[base]) * _prefix_triangle(factors.train[base], B)
+        for name in use:
+            if name == base:
+                continue
+            f = factors.train[name]
+            if name in factors.factored:
+                fold_rows(T, np.sqrt(weights[name]) * _prefix_triangle(f, B), triangular=True)
+            else:
+                fold_rows(T, np.sqrt(weights[name]) * f[:, prefix])
+        sol = solve_rrqr_reduced(T[:B, :B][:, cols], T[:B, B], rtol, scale_columns)
     fit_time = time.perf_counter() - t0
     coeffs = sol.coeffs
     rmse_e = np.sqrt(residual_norm2(factors.test["energy"], cols, coeffs)

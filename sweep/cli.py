@@ -88,7 +88,8 @@ def _cmd_bench(args) -> int:
     return main_bench(args.L, args.basis_sizes, args.n_train, args.n_test,
                       check_L=args.check_L, check_max_basis=args.check_max_basis,
                       force_rows_basis=args.force_rows_basis, relax_size=args.relax_size,
-                      paper_scale=args.paper_scale)
+                      paper_scale=args.paper_scale, threads=args.threads,
+                      check_rows_L=args.check_rows_L, skip_slices=args.skip_slices)
 
 
 def _cmd_report(args) -> int:
@@ -128,9 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slices also fitted on the straightforward path (pyace rows)")
     b.add_argument("--check-max-basis", type=int, default=383,
                    help="largest basis fitted on the straightforward path")
+    b.add_argument("--check-rows-L", type=int, nargs="+", default=[],
+                   help="slices whose every fit is also checked on the straightforward path "
+                        "with chain-rule rows (rows equal to pyace's, section 1)")
+    b.add_argument("--threads", type=int, default=2,
+                   help="threads of the fast paths (force rows, fits alone); BLAS stays on 1")
+    b.add_argument("--skip-slices", action="store_true",
+                   help="leave out the whole-slice section (3)")
     b.add_argument("--force-rows-basis", type=int, default=2000)
     b.add_argument("--relax-size", type=int, default=20,
-                   help="N of the N x N relaxation cell (two vacancies)")
+                   help="N of the N x N relaxation cell (two vacancies); 0: no relaxation")
     b.add_argument("--paper-scale", action="store_true",
                    help="every L of P1 Table 2, straightforward check up to 1119 functions, "
                         "relaxation on the spec's 60 x 60 cell (hours under load)")

@@ -284,13 +284,21 @@ def slurm_cluster(settings: SlurmSettings):
 # --------------------------------------------------------------------------- duration check
 
 #: Rough cost model (seconds per unit of work) of each stage, measured on a 2-core x86 machine
-#: with the quick spec and rounded up; override with the ``sweep.cost.<stage>`` config keys.
-#: Units: simulation — atom × relaxation step with the reference model; training — atom of the
-#: training cell × (structures + relaxation steps); design — atom × structure × basis function;
-#: fit — observation × basis² (QR), plus 10⁷ × basis for the force constants; point — atom ×
-#: step × basis function. The quick spec's tasks took ≤ 8 s each; its estimates are ≤ 12 s.
+#: and rounded up; override with the ``sweep.cost.<stage>`` config keys. Units: simulation —
+#: atom × relaxation step with the reference model; training — atom of the training cell ×
+#: (structures + relaxation steps); design — atom × structure × basis function; fit —
+#: observation × basis² (QR), plus 10⁷ × basis for the force constants; point — atom × step ×
+#: basis function. The quick spec's tasks took ≤ 8 s each; its estimates are ≤ 12 s.
+#: Experiments whose design stage is one pass per (defect, L) slice
+#: (:attr:`sweep.experiment.Experiment.slice_design`) use instead: design_slice — atom ×
+#: structure × basis function of the slice's largest basis (chain-rule rows: 0.3–0.6 ms per
+#: atom at 2,000–2,849 functions on one loaded core, ≈ 2e-7 s per unit), plus flop — one flop
+#: of the dense factorisations on one core (LAPACK: 15–25 GFLOP/s measured, loaded to idle;
+#: 1e-10 s rounded up) for the streamed R factor of the training rows (2 m B² for m rows) in
+#: the design stage, and for folding the blocks (2 (n_train + 1) B²) and the pivoted QR of the
+#: B × B factor (4B³/3) in a fit.
 COST_PER_UNIT = {"simulation": 5e-5, "training": 1e-4, "design": 2e-5, "fit": 1e-9,
-                 "point": 1e-6}
+                 "point": 1e-6, "design_slice": 3e-7, "flop": 1e-10}
 #: Fixed overhead per task (imports, pyace basis construction), seconds.
 COST_OVERHEAD = {"simulation": 1.0, "training": 1.0, "design": 2.0, "fit": 1.0, "point": 1.0}
 
@@ -298,14 +306,17 @@ COST_OVERHEAD = {"simulation": 1.0, "training": 1.0, "design": 2.0, "fit": 1.0, 
 def estimate_task_seconds(spec, point=None) -> dict:
     """Expected duration (s) of each stage's task for the most expensive grid point of ``spec``
     (or for ``point``, a dict of grid labels). A rough model: relaxation steps scale with the
-    linear cell size, work with atoms × basis size; good to a factor of a few, which is what the
-    lifetime check needs."""
+    linear cell size, work with atoms × basis size, factorisations with their flops; good to a
+    factor of a few, which is what the lifetime check needs. For slice experiments the design
+    task is one pass in the slice's largest basis that factors the training rows, and a fit
+    solves from those factors."""
     p = spec.params
     N = p["simulation"]["size"]
     Ls = [point["L"]] if point else list(spec.grid["L"])
     Bs = [point["basis_size"]] if point else list(spec.grid["basis_size"])
     L, B = max(Ls), max(Bs)
-    n_struct = p["training"]["n_train"] + p["training"]["n_test"]
+    n_train = p["training"]["n_train"]
+    n_struct = n_train + p["training"]["n_test"]
     steps_sim = min(p["relax"]["max_steps"], 5 * N + 10)
     steps_train = min(p["relax"]["max_steps"], 3 * L + 10)
     atoms_sim, atoms_train = N * N, L * L
@@ -316,9 +327,18 @@ def estimate_task_seconds(spec, point=None) -> dict:
     work = {"simulation": atoms_sim * steps_sim,
             "training": atoms_train * (n_struct + steps_train),
             "design": atoms_train * n_struct * B,
-            "fit": (p["training"]["n_train"] * (1 + 2 * atoms_train)) * B * B + 1e7 * B,
+            "fit": (n_train * (1 + 2 * atoms_train)) * B * B + 1e7 * B,
             "point": atoms_sim * steps_sim * B}
-    return {s: COST_OVERHEAD[s] + cost(s) * w for s, w in work.items()}
+    est = {s: COST_OVERHEAD[s] + cost(s) * w for s, w in work.items()}
+    if getattr(spec.definition, "slice_design", False):
+        B_slice = max(spec.grid["basis_size"])  # the pass is in the slice's largest basis
+        rows = n_train * (1 + 2 * atoms_train)
+        est["design"] = (COST_OVERHEAD["design"]
+                         + cost("design_slice") * atoms_train * n_struct * B_slice
+                         + cost("flop") * 2.0 * rows * B_slice ** 2)
+        est["fit"] = (COST_OVERHEAD["fit"] + cost("fit") * 1e7 * B
+                      + cost("flop") * (2.0 * (n_train + 1) * B ** 2 + 4.0 * B ** 3 / 3))
+    return est
 
 
 def _lifetime_of(client_or_seconds) -> float | None:
@@ -362,13 +382,17 @@ def check_point_duration(spec, client_or_lifetime, safety: float | None = None) 
     if need > lifetime:
         # which grid point makes it: the largest L and basis size
         L, B = max(spec.grid["L"]), max(spec.grid["basis_size"])
+        keys = (f"sweep.cost.{stage}" if not getattr(spec.definition, "slice_design", False)
+                or stage not in ("design", "fit") else
+                "sweep.cost.design_slice / sweep.cost.flop" if stage == "design" else
+                "sweep.cost.fit / sweep.cost.flop")
         raise PointTooLong(
             f"spec {spec.name!r}: the point L={L}, basis_size={B} is expected to need "
             f"~{format_seconds(est[stage])} in its longest task ('{stage}'; "
             f"{safety:g}× safety → {format_seconds(need)}), more than the worker lifetime of "
             f"{format_seconds(lifetime)}; such a task would be restarted on every new worker "
             f"and never finish. Raise --walltime (the lifetime is the walltime minus a margin "
-            f"and a stagger), or make the grid smaller; set sweep.cost.{stage} in the Dask "
+            f"and a stagger), or make the grid smaller; set {keys} in the Dask "
             f"config if the estimate is wrong for this machine")
     return est
 

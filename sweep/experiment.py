@@ -86,6 +86,11 @@ class Experiment:
         ``check(spec)`` raising :class:`sweep.spec.SpecError` on cross-field problems.
     spatial_dimension : int
         d in the papers' rates (2 for the triangular lattice, 3 for bulk crystals).
+    slice_design : bool
+        Its design stage is one pass per (defect, L) slice that factors the training rows of
+        the slice's largest basis, and its fits solve from those factors
+        (:mod:`kernels.point_defect_slices`): :func:`sweep.cluster.estimate_task_seconds`
+        costs the stages accordingly.
     """
 
     name: str
@@ -103,6 +108,7 @@ class Experiment:
     variables: dict = field(default_factory=dict)
     check: Callable | None = None
     spatial_dimension: int = 2
+    slice_design: bool = False
 
     @property
     def all_weight_fields(self) -> tuple:

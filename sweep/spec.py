@@ -45,7 +45,7 @@ from .experiment import EXPERIMENTS
 
 __all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "builtin_specs", "DIMENSIONS",
            "EXPERIMENTS", "POS_INT", "NONNEG_INT", "POS_FLOAT", "NONNEG_FLOAT", "STR", "INT_LIST",
-           "check_ace_table"]
+           "check_ace_table", "RESOURCE_TABLES"]
 
 #: Dimensions every result Dataset has, in order (an experiment may add more after them).
 DIMENSIONS = ("defect", "n_defects", "L", "basis_size", "weights", "observations")
@@ -71,6 +71,10 @@ INT_LIST = (list, lambda v: len(v) > 0 and all(isinstance(x, int) and not isinst
 _GRID_RULES = {"n_defects": POS_INT, "L": POS_INT, "basis_size": POS_INT}
 _KIND_RULES = {int: POS_INT, float: POS_FLOAT, str: STR}
 _TOP_COMMON = {"name", "experiment", "description", "grid", "weights"}
+
+#: Tables that bound resources (memory) and change the values only by rounding: validated like
+#: any other, but not part of the fingerprint, so a store can be resumed with other limits.
+RESOURCE_TABLES = ("resources",)
 
 
 @dataclass(frozen=True)
@@ -124,13 +128,16 @@ class Spec:
         return n
 
     def fingerprint(self) -> str:
-        """Hash of everything that determines the values at a grid point (not the grid itself)."""
-        payload = {"experiment": self.experiment, "weights": self.weights, "params": self.params}
+        """Hash of everything that determines the values at a grid point (not the grid itself,
+        nor the :data:`RESOURCE_TABLES`, which change values only by rounding)."""
+        payload = self.fixed_parameters()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def fixed_parameters(self) -> dict:
-        """Fixed parameters (everything but the grid) as a plain, JSON-able dict."""
-        return {"experiment": self.experiment, "weights": self.weights, "params": self.params}
+        """Fixed parameters (everything but the grid and the :data:`RESOURCE_TABLES`) as a
+        plain, JSON-able dict — what a store belongs to."""
+        params = {k: v for k, v in self.params.items() if k not in RESOURCE_TABLES}
+        return {"experiment": self.experiment, "weights": self.weights, "params": params}
 
 
 def _check(field: str, value, kind, pred, what):

@@ -12,6 +12,7 @@ import socket
 from kernels import point_defects as pdk
 from kernels.ace import ACEBasis, ace_potential_config
 from kernels.diamond import DIAMOND
+from kernels.eam import zhou2001_tungsten
 from kernels.finnis_sinclair import wang2014_tungsten
 from kernels.lattice import TRIANGULAR
 from kernels.nrl_tb import bernstein2000_si_sp
@@ -23,6 +24,7 @@ __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "f
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
+                    "eam-w-zhou2001": zhou2001_tungsten,
                     "nrl-tb-si-sp-bernstein2000": bernstein2000_si_sp}
 
 #: Lattices by spec name (``crystal`` arguments below; "triangular" when omitted).
@@ -90,21 +92,32 @@ def fit(ace: dict, basis_size: int, rows: pdk.TrainingRows, data: pdk.TrainingDa
                    weights["forces"], fit_params["rtol"]), rows.time_s
 
 
-#: Default bound (MB) on one chunk of design rows in :func:`design_slice`; set another with the
-#: Dask config key ``sweep.design.max_chunk_MB`` (env ``DASK_SWEEP__DESIGN__MAX_CHUNK_MB``).
-#: Not a spec field: it changes no value beyond rounding, so it stays out of the fingerprint.
+#: Default bound (MB) on one chunk of design rows in :func:`design_slice`; a spec sets another
+#: with ``[resources] max_design_chunk_MB``, else the Dask config key
+#: ``sweep.design.max_chunk_MB`` (env ``DASK_SWEEP__DESIGN__MAX_CHUNK_MB``) does. It changes no
+#: value beyond rounding, so it stays out of the spec's fingerprint.
 DESIGN_CHUNK_MB = 256.0
 
 
-def design_slice(ace: dict, basis_sizes: list[int], data: pdk.TrainingData
-                 ) -> SliceFactors:
-    """One pass over a training cell's data for every basis size of a slice: R factors of the
-    observation blocks in the largest basis (:func:`kernels.point_defect_slices.slice_factors`).
-    """
+def design_chunk_MB(max_chunk_MB: float | None = None) -> float:
+    """The chunk bound of the design stage, MB: the spec's value if it gives one, else the Dask
+    config key ``sweep.design.max_chunk_MB``, else :data:`DESIGN_CHUNK_MB`."""
+    if max_chunk_MB is not None:
+        return float(max_chunk_MB)
     import dask.config  # noqa: PLC0415
 
+    return float(dask.config.get("sweep.design.max_chunk_MB", DESIGN_CHUNK_MB))
+
+
+def design_slice(ace: dict, basis_sizes: list[int], data: pdk.TrainingData,
+                 max_chunk_MB: float | None = None) -> SliceFactors:
+    """One pass over a training cell's data for every basis size of a slice: R factors of the
+    observation blocks in the largest basis (:func:`kernels.point_defect_slices.slice_factors`),
+    holding at most ``max_chunk_MB`` MB of design rows at once (None: see
+    :func:`design_chunk_MB`).
+    """
     sizes = sorted(set(int(b) for b in basis_sizes))
-    chunk_MB = float(dask.config.get("sweep.design.max_chunk_MB", DESIGN_CHUNK_MB))
+    chunk_MB = design_chunk_MB(max_chunk_MB)
     bases = [basis_for(ace, b) for b in sizes]
     for b in bases[:-1]:  # only their function keys are needed: free their pyace objects
         b.function_keys()

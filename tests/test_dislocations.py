@@ -108,21 +108,29 @@ def test_strain_derivatives_exact_for_polynomials():
     np.testing.assert_allclose(d.second, H, atol=1e-8)
 
 
-@pytest.fixture(scope="module", params=["W", "NiAl"])
+@pytest.fixture(scope="module", params=["W", "Si", "NiAl"])
 def ace_crystal(request):
-    """bcc W (one species, chain-rule rows) or B2 NiAl (two species, pyace's rows), and the
-    strain step of the elastic-row check.
+    """A basis on the perfect crystal of a P2 system and the strain step of the elastic-row
+    check: bcc W (30 functions, chain-rule rows), diamond Si (30 functions, one cubic cell, a
+    multilattice: its elastic rows are the clamped-ion ∂²W_cb) or B2 NiAl (15 functions per
+    element, two species, pyace's rows).
 
     The random Ni–Al model is strongly anharmonic (C11 < 0): the O(h²) truncation of the
     second differences is 1.6e-5 relative at h = 1e-3, 3.6e-6 at 5e-4, 5.0e-7 at 2.5e-4
     (measured), so its rows are checked at h = 5e-4."""
-    if request.param == "W":
-        basis = ACEBasis(ace_potential_config(["W"], 30, 5.0, [10, 4, 3], [0, 3, 2]))
-        return (basis, *dk.bcc_cubic_cell(A0), 1e-3)
-    from kernels.b2_screw import b2_cubic_cell
+    if request.param == "NiAl":
+        from kernels.b2_screw import b2_cubic_cell
 
-    basis = ACEBasis(ace_potential_config(["Ni", "Al"], 15, 5.0, [10, 4, 3], [0, 3, 2]))
-    return (basis, *b2_cubic_cell(2.85867), 5e-4)
+        basis = ACEBasis(ace_potential_config(["Ni", "Al"], 15, 5.0, [10, 4, 3], [0, 3, 2]))
+        return (basis, *b2_cubic_cell(2.85867), 5e-4)
+    if request.param == "Si":
+        from kernels.si_edge import diamond_perfect_cell
+
+        x, c, s = diamond_perfect_cell(5.429, 1)
+    else:
+        x, c, s = dk.bcc_cubic_cell(A0)
+    basis = ACEBasis(ace_potential_config([s[0]], 30, 5.0, [10, 4, 3], [0, 3, 2]))
+    return basis, x, c, s, 1e-3
 
 
 def test_virial_rows_match_exact_virial(ace_crystal):

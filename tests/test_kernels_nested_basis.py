@@ -138,3 +138,42 @@ def test_canonical_order_does_not_depend_on_the_listed_sizes(bases):
     np.testing.assert_array_equal(full.positions[0], ends.positions[0])
     for b in range(len(bases)):
         assert sorted(full.positions[b]) == list(range(SIZES[b]))
+
+
+def test_streaming_r_merge():
+    """Factors of two disjoint row sets, merged (either side factored or still rows), are a
+    factor of all rows."""
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((300, 25))
+    for split in (10, 150, 290):
+        a, b = StreamingR(25), StreamingR(25)
+        for k in range(0, split, 40):
+            a.add(M[k:min(k + 40, split)])
+        for k in range(split, 300, 40):
+            b.add(M[k:k + 40])
+        a.merge(b)
+        assert a.n_rows == 300 and a.is_factored
+        np.testing.assert_allclose(a.R.T @ a.R, M.T @ M, rtol=1e-10, atol=1e-10)
+        assert np.all(np.tril(a.R, -1) == 0)
+
+
+def test_truncated_pivoted_qr_matches_lapack_dgeqp3():
+    """The pivoted QR stopped at the truncation picks dgeqp3's pivots and gives its solution,
+    on random rank-deficient, badly scaled systems (tall and wide)."""
+    from kernels.least_squares import _pivoted_solve
+
+    rng = np.random.default_rng(5)
+    for trial in range(12):
+        m, n = int(rng.integers(20, 200)), int(rng.integers(5, 150))
+        k = int(rng.integers(1, min(m, n) + 1))
+        A = rng.standard_normal((m, k)) @ rng.standard_normal((k, n))
+        A *= np.logspace(0, -rng.uniform(0, 9), n) + 1e-9 * (trial % 2)
+        z = rng.standard_normal(m)
+        w, R2, piv = scipy.linalg.qr_multiply(A, z, mode="right", pivoting=True)
+        d = np.abs(np.diag(R2))
+        rank = int(np.count_nonzero(d > 1e-6 * d[0]))
+        ref = np.zeros(n)
+        ref[piv[:rank]] = scipy.linalg.solve_triangular(R2[:rank, :rank], w[:rank])
+        sol = _pivoted_solve(A, z, 1e-6)
+        assert sol.rank == rank
+        np.testing.assert_allclose(sol.coeffs, ref, rtol=0, atol=1e-10 * np.abs(ref).max())

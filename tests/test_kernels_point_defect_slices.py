@@ -80,3 +80,18 @@ def test_force_only_observation_set(slice_setup):
                                atol=1e-8 * np.abs(ref.coeffs).max())
     assert fast.rmse_forces_eV_per_A == pytest.approx(ref.rmse_forces_eV_per_A, rel=1e-8)
     assert fast.n_observations == data.train.forces_eV_per_A[..., :2].size
+
+
+def test_threaded_pass_equals_serial_pass(slice_setup):
+    """Factors built on two threads (each a share of the configurations, then merged) give the
+    fits of the one-thread pass, with small chunks so that both shares stream."""
+    lat, data, bases = slice_setup
+    chunk = 3 * 15 * 2 * 81 * 8
+    one = slice_factors(bases, data, max_chunk_bytes=chunk)
+    two = slice_factors(bases, data, max_chunk_bytes=2 * chunk, n_workers=2)
+    assert two.rows == one.rows and two.factored == one.factored
+    for b, basis in enumerate(bases):
+        for w_e, w_f, w_b in WEIGHTS:
+            ref = fit_from_factors(one, b, basis, lat, w_e, w_f, 1e-6, w_b)
+            fast = fit_from_factors(two, b, basis, lat, w_e, w_f, 1e-6, w_b)
+            _assert_same_fit(fast, ref, lat)

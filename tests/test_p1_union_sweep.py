@@ -46,7 +46,8 @@ def test_tiny_union_sweep_into_zarr(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         summary = run_sweep(spec, path, client, progress=False)
-    assert summary.done + summary.failed == 2
+    # with the Zhou W EAM reference every point finishes (the README's P1-int measurements)
+    assert (summary.done, summary.failed) == (2, 0)
     # one training cell per kind, shared by both simulation cells; one fit shared too
     assert summary.stages == {"lattice": 1, "simulation": 2, "training": 2, "design": 2,
                               "fit": 1, "point": 2}
@@ -64,6 +65,5 @@ def test_tiny_union_sweep_into_zarr(tmp_path):
     lo = np.minimum(ds.rmse_forces_interstitial, ds.rmse_forces_vacancy).values
     hi = np.maximum(ds.rmse_forces_interstitial, ds.rmse_forces_vacancy).values
     assert (lo <= ds.rmse_forces.values).all() and (ds.rmse_forces.values <= hi).all()
-    done = np.asarray(ds.status.values) == "done"
-    assert done.any(), np.asarray(ds.error.values)
-    assert (ds.geometry_error.values[done] > 0).all()
+    assert (np.asarray(ds.status.values) == "done").all(), np.asarray(ds.error.values)
+    assert (ds.geometry_error.values > 0).all() and np.isfinite(ds.geometry_error.values).all()

@@ -70,3 +70,44 @@ def test_invalid_spec_fails_before_any_work(tmp_path):
 def test_unknown_spec_name_lists_builtins():
     with pytest.raises(SpecError, match="p1-vacancies-quick"):
         load_spec("no-such-spec")
+
+
+@pytest.mark.parametrize("value, words", [("-5", ["positive number", "-5"]),
+                                          ('"big"', ["positive number", "'big'"]),
+                                          ("0", ["positive number"])])
+def test_invalid_memory_limit_names_the_field(value, words):
+    text = tiny_spec_text() + f"\n[resources]\nmax_design_chunk_MB = {value}\n"
+    with pytest.raises(SpecError) as err:
+        parse_spec(text)
+    assert err.value.field == "resources.max_design_chunk_MB"
+    assert "'resources.max_design_chunk_MB'" in str(err.value)
+    for w in words:
+        assert w in str(err.value)
+    with pytest.raises(SpecError, match=r"'resources.max_chunk': unknown field"):
+        parse_spec(tiny_spec_text() + "\n[resources]\nmax_chunk = 5\n")
+
+
+def test_memory_limit_is_optional_and_outside_the_fingerprint():
+    """The limit changes values only by rounding: a store made without it accepts a spec with
+    it (same fingerprint, same recorded fixed parameters), and the graph hands it to the
+    design stage."""
+    from sweep import tasks
+    from sweep.experiments.p1_point_defects import build
+
+    plain = parse_spec(tiny_spec_text())
+    limited = parse_spec(tiny_spec_text() + "\n[resources]\nmax_design_chunk_MB = 12\n")
+    assert plain.params["resources"]["max_design_chunk_MB"] is None
+    assert limited.params["resources"]["max_design_chunk_MB"] == 12.0
+    assert limited.fingerprint() == plain.fingerprint()
+    assert limited.fixed_parameters() == plain.fixed_parameters()
+    submitted = []
+
+    def submit(stage, coords, fn, *args):
+        submitted.append((stage, fn, args))
+        return stage
+
+    from sweep.store import PointIndex
+    build(submit, limited, [PointIndex((0,) * len(limited.dims), limited.dims)])
+    design = [(fn, args) for stage, fn, args in submitted if stage == "design"]
+    assert design and design[0][0] is tasks.design_slice
+    assert design[0][1][-1] == 12.0

@@ -18,6 +18,13 @@ The ``design`` stage builds the rows of the slice's largest basis once and keeps
 factors of its observation blocks; each ``fit`` solves its basis size, weight set and
 observation set from them (:mod:`kernels.point_defect_slices`; same results as fitting each
 basis's own rows).
+
+The optional ``[resources]`` table bounds the memory of the design stage:
+``max_design_chunk_MB`` (MB, positive) is the largest chunk of design rows held at once — the
+rows are streamed into the R factors chunk by chunk (without it: the Dask config key
+``sweep.design.max_chunk_MB``, default 256). It changes the values only by rounding, so, like
+the rest of ``[resources]``, it is not part of the spec's fingerprint: a store can be resumed
+or grown with another limit.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from ..experiment import Experiment, register
 from ..seeds import derive_seed
 from ..spec import (NONNEG_INT, POS_FLOAT, POS_INT, STR, INT_LIST, SpecError, check_ace_table)
 
-__all__ = ["EXPERIMENT", "FIXED", "training_seeds", "build"]
+__all__ = ["EXPERIMENT", "FIXED", "RESOURCES", "RESOURCES_OPTIONAL", "training_seeds", "build"]
 
 #: The fixed-parameter tables of a P1 spec (other experiments start from these).
 FIXED = {
@@ -40,6 +47,10 @@ FIXED = {
     "fit": {"solver": STR, "rtol": POS_FLOAT},
     "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
 }
+
+#: The optional ``[resources]`` table of the experiments whose design stage streams its rows.
+RESOURCES = {"resources": {"max_design_chunk_MB": POS_FLOAT}}
+RESOURCES_OPTIONAL = {"resources": {}, "resources.max_design_chunk_MB": None}
 
 ALLOWED = {
     "defect": ("vacancy",),
@@ -85,7 +96,8 @@ def build(submit, spec, todo):
         data = submit("training", (defect, L), tasks.training, ref, lat, L, defect,
                       p["training"], *seeds, p["relax"])
         sizes = sorted(set(spec.grid["basis_size"]))
-        rows = submit("design", (defect, L), tasks.design_slice, p["ace"], sizes, data)
+        rows = submit("design", (defect, L), tasks.design_slice, p["ace"], sizes, data,
+                      p["resources"]["max_design_chunk_MB"])
         fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_slice, p["ace"], sizes, B, rows,
                         lat, spec.weights[w], p["fit"], obs)
         points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point, p["ace"], B,
@@ -97,4 +109,5 @@ def build(submit, spec, todo):
 EXPERIMENT = register(Experiment(
     name="p1-point-defects-2d",
     description="vacancies in the 2D triangular lattice, FS W reference (P1 §4.1)",
-    fixed=FIXED, allowed=ALLOWED, build=build, check=check, spatial_dimension=2))
+    fixed={**FIXED, **RESOURCES}, allowed=ALLOWED, build=build, check=check,
+    optional=RESOURCES_OPTIONAL, spatial_dimension=2, slice_design=True))

@@ -19,9 +19,10 @@ training-cell size in a0, ``observations`` one of ``E+F``, ``E+F+CLE``, ``E+F+CL
 extra dimension ``rattle_A`` the rattle amplitude α (Å; every atom moves by at most α, JuLIP's rattle!). Weight tables hold W_E, W_F, W_V1
 (``elastic``) and W_V2 (``nonlinear_elastic``).
 
-Other systems reuse these adapters and :func:`build` through a :class:`System` (the kernels'
-:class:`kernels.dislocations.DislocationSystem` plus its reference models), passed as the
-keyword ``system`` (default :data:`W_SCREW`); e.g. :mod:`sweep.experiments.p2_nial_screw`.
+Other systems reuse these adapters and :func:`build` with a :class:`P2System` (the kernels'
+:class:`kernels.dislocations.DislocationSystem`, its reference models and its defect label):
+:mod:`sweep.experiments.p2_si_edge` is the edge in Si, :mod:`sweep.experiments.p2_nial_screw`
+the a[001] screw in B2 NiAl. The default everywhere is :data:`W_SCREW`, the behaviour above.
 """
 
 from __future__ import annotations
@@ -42,34 +43,10 @@ from ..spec import SpecError, check_ace_table
 from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED
 
 __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
-           "point", "build", "System", "W_SCREW"]
+           "point", "build", "P2System", "W_SCREW"]
 
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
-
-
-@dataclass(frozen=True)
-class System:
-    """One P2 dislocation system as the adapters see it (picklable).
-
-    Attributes
-    ----------
-    kernel : kernels.dislocations.DislocationSystem
-        Species, perfect crystal, dislocation cells and stencil.
-    reference_models : dict
-        Spec name → constructor of the reference models allowed for this system.
-    """
-
-    kernel: dk.DislocationSystem
-    reference_models: dict
-
-    def reference(self, name: str):
-        """A fresh reference model by its spec name."""
-        return self.reference_models[name]()
-
-
-#: The ½⟨111⟩ screw in W with the Zhou EAM: the default of every adapter.
-W_SCREW = System(dk.W_SCREW, REFERENCE_MODELS)
 
 #: P1's tables, except that the rattle amplitude is a grid dimension (``rattle_A``).
 FIXED = {**P1_FIXED, "training": {k: rule for k, rule in P1_FIXED["training"].items()
@@ -92,66 +69,90 @@ VARIABLES = {
 }
 
 
-def basis_for(ace: dict, basis_size: int, system: System = W_SCREW) -> ACEBasis:
+@dataclass(frozen=True)
+class P2System:
+    """One dislocation system of P2 as the sweep sees it (picklable: shipped with each task).
+
+    Attributes
+    ----------
+    kernel : kernels.dislocations.DislocationSystem
+        Crystal, cells and stencil for the kernels' stages.
+    models : dict
+        Reference-model spec name → constructor.
+    defect : str
+        The grid's ``defect`` value, also part of the training seeds.
+    """
+
+    kernel: dk.DislocationSystem
+    models: dict
+    defect: str
+
+
+#: The ½⟨111⟩ screw in W with the Zhou EAM: the default of every adapter below.
+W_SCREW = P2System(dk.W_SCREW, REFERENCE_MODELS, "screw")
+
+
+def basis_for(ace: dict, basis_size: int, system: P2System | None = None) -> ACEBasis:
     """The ACE basis of a spec's ``[ace]`` table at one requested size (functions per element)
-    over the system's species."""
-    return tasks.basis_for(ace, basis_size, *system.kernel.elements)
+    over the system's species (W by default)."""
+    return tasks.basis_for(ace, basis_size, *(system or W_SCREW).kernel.species)
 
 
-def lattice(reference: str, system: System = W_SCREW) -> dk.LatticeReference:
+def lattice(reference: str, system: P2System = W_SCREW) -> dk.LatticeReference:
     """a0, bulk energy and Cauchy–Born derivatives of the reference."""
-    return dk.lattice_reference(system.reference(reference), system.kernel)
+    return dk.lattice_reference(system.models[reference](), system.kernel)
 
 
 def simulation(reference: str, lat: dk.LatticeReference, size: int, relax: dict,
-               system: System = W_SCREW) -> dk.SimulationReference:
+               system: P2System = W_SCREW) -> dk.SimulationReference:
     """The reference relaxation of the quadrupole cell (shared by every fit)."""
-    return dk.simulation_reference(system.reference(reference), lat.a0_A, size,
-                                   tasks.relax_options(relax), system.kernel)
+    return dk.simulation_reference(system.models[reference](), lat.a0_A, size,
+                                   tasks.relax_options(relax), system.kernel, lat)
 
 
 def training(reference: str, lat: dk.LatticeReference, size: int, rattle_A: float, params: dict,
-             seed_train: int, seed_test: int, relax: dict, system: System = W_SCREW
+             seed_train: int, seed_test: int, relax: dict, system: P2System = W_SCREW
              ) -> dk.TrainingData:
     """Training and test sets of one training cell and rattle amplitude (Å)."""
-    return dk.training_data(system.reference(reference), lat.a0_A, size, params["n_train"],
+    return dk.training_data(system.models[reference](), lat.a0_A, size, params["n_train"],
                             params["n_test"], rattle_A, seed_train, seed_test,
-                            tasks.relax_options(relax), system.kernel)
+                            tasks.relax_options(relax), system.kernel, lat)
 
 
 def design(ace: dict, basis_size: int, data: dk.TrainingData, lat: dk.LatticeReference,
-           system: System = W_SCREW) -> dk.TrainingRows:
+           system: P2System = W_SCREW) -> dk.TrainingRows:
     """Design and elastic rows of one training set in one basis."""
-    return dk.design_rows(basis_for(ace, basis_size, system), data, lat.a0_A, system.kernel)
+    return dk.design_rows(basis_for(ace, basis_size, system), data, lat.a0_A,
+                          system.kernel)
 
 
 def fit(ace: dict, basis_size: int, rows: dk.TrainingRows, data: dk.TrainingData,
         lat: dk.LatticeReference, weights: dict, observations: str, fit_params: dict,
-        system: System = W_SCREW):
+        system: P2System = W_SCREW):
     """One weighted fit; returns (FitResult, rows build time in s)."""
     w = dk.Weights(weights["energy"], weights["forces"], weights["elastic"],
                    weights["nonlinear_elastic"]).for_observations(observations)
-    return dk.fit(basis_for(ace, basis_size, system), rows, data, lat, w, fit_params["solver"],
-                  fit_params["rtol"]), rows.time_s
+    return dk.fit(basis_for(ace, basis_size, system), rows, data, lat, w,
+                  fit_params["solver"], fit_params["rtol"], system.kernel), rows.time_s
 
 
 def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.SimulationReference,
-          lat: dk.LatticeReference, relax: dict, system: System = W_SCREW) -> dict:
+          lat: dk.LatticeReference, relax: dict, system: P2System = W_SCREW) -> dict:
     """Relax the quadrupole with one fitted model: every stored value of a grid point."""
     fitted, rows_time_s = fit_and_time
     basis = basis_for(ace, basis_size, system)
     p = dk.predict(basis, fitted.coeffs, sim, lat, tasks.relax_options(relax), system.kernel)
-    x, c, s = system.kernel.perfect_crystal(lat.a0_A)
-    K_ref = force_constants(system.reference(reference), x, c, s)
+    x, c, s = system.kernel.perfect_cell(lat.a0_A)
+    K_ref = force_constants(system.models[reference](), x, c, s)
     K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
     return {**tasks.point_values(fitted, p, rows_time_s, force_constant_error(K_ref, K_ml)),
             "rmse_virial": fitted.rmse_virial_eV,
             "elastic_constant_error": fitted.elastic_constant_error_percent}
 
 
-def training_seeds(spec, L: int, rattle_A: float) -> tuple[int, int]:
+def training_seeds(spec, L: int, rattle_A: float, defect: str = "screw") -> tuple[int, int]:
     """Seeds of the training and test sets of one training cell and amplitude."""
-    base = (spec.params["training"]["seed"], spec.experiment, "screw", int(L), float(rattle_A))
+    base = (spec.params["training"]["seed"], spec.experiment, defect, int(L), float(rattle_A))
     return derive_seed(*base, "train"), derive_seed(*base, "test")
 
 
@@ -167,7 +168,7 @@ def check(spec) -> None:
     check_ace_table(spec.params["ace"])
 
 
-def build(submit, spec, todo, system: System = W_SCREW):
+def build(submit, spec, todo, system: P2System = W_SCREW):
     """Submit the stages of the grid points ``todo``; see the module docstring. Other systems:
     ``functools.partial(build, system=...)``."""
     p = spec.params
@@ -180,7 +181,7 @@ def build(submit, spec, todo, system: System = W_SCREW):
         c = pt.labels(spec)
         L, B, w, obs, a = c["L"], c["basis_size"], c["weights"], c["observations"], c["rattle_A"]
         data = submit("training", (L, a), training, ref, lat, L, a, p["training"],
-                      *training_seeds(spec, L, a), p["relax"], system)
+                      *training_seeds(spec, L, a, system.defect), p["relax"], system)
         rows = submit("design", (L, a, B), design, p["ace"], B, data, lat, system)
         fitted = submit("fit", (L, a, B, w, obs), fit, p["ace"], B, rows, data, lat,
                         spec.weights[w], obs, p["fit"], system)

@@ -34,7 +34,7 @@ __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "NIAL_SCREW"]
 REFERENCE_MODELS = {"eam-nial-mishin2002": mishin2002_nial}
 
 #: The a[001] screw in B2 NiAl with the Mishin 2002 EAM, for the P2 adapters.
-NIAL_SCREW = p2.System(KERNEL_SYSTEM, REFERENCE_MODELS)
+NIAL_SCREW = p2.P2System(KERNEL_SYSTEM, REFERENCE_MODELS, "screw")
 
 ALLOWED = {**p2.ALLOWED, "reference.model": tuple(REFERENCE_MODELS)}
 

@@ -1,0 +1,63 @@
+"""P2-Si: the edge dislocation in diamond Si as a :class:`kernels.dislocations.DislocationSystem`.
+
+The stages of :mod:`kernels.dislocations` run unchanged with ``system=SI_EDGE``:
+
+- perfect crystal: 2 × 2 × 2 conventional cubic cells of diamond (64 atoms,
+  :mod:`kernels.diamond`) for a0, the bulk energy, the Cauchy–Born derivatives, the elastic
+  rows and the force constants;
+- cells: four ½[1-10](111) shuffle-set edges with the periodic anisotropic CLE predictor
+  (:mod:`kernels.edge_quadrupole`), whose elastic constants are the reference's internally
+  relaxed ones (``LatticeReference.relaxed_elastic_eV_per_A3``); training cells of size L and
+  the simulation cell of size N are the same arrangement (core separation L/2, N/2);
+- geometry-error stencil: the 4 nearest neighbours of diamond (radius 0.57 a0).
+
+The elastic rows of the fit are the clamped-ion ∂²W_cb and ∂³W_cb (all atoms strained
+homogeneously), linear in the ACE coefficients; the relaxed constants, which involve the inverse
+of the optical force constants, are not. So ``elastic_constant_error`` of P2-Si is the error of
+the clamped-ion 6 × 6 C (reference: C11/C12/C44 = 166.4/65.3/120.9 GPa clamped, 77.1 relaxed).
+
+Units: Å, eV; ``size`` in cubic lattice constants a0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .diamond import diamond_cell, diamond_sites
+from .dislocations import DislocationSystem
+from .edge_quadrupole import edge_cell_repeats, edge_quadrupole_cell
+
+__all__ = ["SI_EDGE", "SYMBOL", "PERFECT_CELLS", "diamond_perfect_cell", "si_edge_cell",
+           "diamond_neighbour_cutoff"]
+
+SYMBOL = "Si"
+#: Cubic cells per edge of the perfect crystal (64 atoms, 10.9 Å: more than twice the Kumagai
+#: range and the ACE cutoffs used).
+PERFECT_CELLS = 2
+
+
+def diamond_perfect_cell(a0_A: float, n: int = PERFECT_CELLS):
+    """Perfect diamond Si of n³ cubic cells: positions (Å), cell (Å), symbols."""
+    x = diamond_sites(n, a0_A)
+    return x, diamond_cell(n, a0_A), [SYMBOL] * len(x)
+
+
+def si_edge_cell(a0_A: float, size: int, lattice=None):
+    """Four edges in a cell of side ≈ ``size`` a0 with the CLE predictor of the lattice's
+    relaxed elastic constants (``lattice`` must carry them)."""
+    if lattice is None or lattice.relaxed_elastic_eV_per_A3 is None:
+        raise ValueError("the Si edge predictor needs the reference's relaxed elastic constants "
+                         "(LatticeReference from lattice_reference(model, SI_EDGE))")
+    return edge_quadrupole_cell(a0_A, edge_cell_repeats(size),
+                                np.asarray(lattice.relaxed_elastic_eV_per_A3))
+
+
+def diamond_neighbour_cutoff(a0_A: float) -> float:
+    """Stencil radius (Å) between diamond's first (√3/4 a, 4 sites) and second (a/√2) shells."""
+    return 0.57 * a0_A
+
+
+#: The ½[1-10](111) edge in diamond Si (P2 §4.2.2).
+SI_EDGE = DislocationSystem(name="si-edge", symbol=SYMBOL, perfect_cell=diamond_perfect_cell,
+                            cell=si_edge_cell, neighbour_cutoff=diamond_neighbour_cutoff,
+                            a0_bracket_A=(5.0, 6.0), relaxed_elastic=True)

@@ -1,0 +1,41 @@
+"""P2-Si: quadrupoles of edge dislocations in diamond Si with elastic observations (P2 §4.2.2).
+
+The stages, task graph, spec tables, weight fields, extra dimension (``rattle_A``) and stored
+variables are those of :mod:`sweep.experiments.p2_dislocations`, run with the system
+:data:`SI_EDGE_SYSTEM`: the ½[1-10](111) shuffle-set edge of :mod:`kernels.edge_quadrupole` in
+diamond Si (:data:`kernels.si_edge.SI_EDGE`), the Kumagai et al. (2007) reference
+(:mod:`kernels.kumagai`, spec name ``kumagai-si-2007``), grid ``defect = ["edge"]``,
+``n_defects = [4]``. ``L`` and ``simulation.size`` count cubic lattice constants a0 = 5.429 Å:
+a cell of side ≈ s a0 is ``kernels.edge_quadrupole.edge_cell_repeats(s)`` unit cells of
+a/√2 × a√3 × a√6/2 (12 atoms each; s = 100 → 142 × 58 cells, 98,832 atoms).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from kernels.kumagai import kumagai2007_silicon
+from kernels.si_edge import SI_EDGE
+
+from ..experiment import Experiment, register
+from . import p2_dislocations as p2
+
+__all__ = ["EXPERIMENT", "REFERENCE_MODELS", "SI_EDGE_SYSTEM"]
+
+#: Reference models by spec name → constructor.
+REFERENCE_MODELS = {"kumagai-si-2007": kumagai2007_silicon}
+
+#: The Si edge with its reference models, as every task of this experiment receives it.
+SI_EDGE_SYSTEM = p2.P2System(SI_EDGE, REFERENCE_MODELS, "edge")
+
+ALLOWED = {**p2.ALLOWED, "defect": ("edge",), "reference.model": tuple(REFERENCE_MODELS)}
+
+EXPERIMENT = register(Experiment(
+    name="p2-dislocations-si-edge",
+    description="½[1-10](111) edge quadrupole in diamond Si, Kumagai (2007) reference, elastic "
+                "observations (P2 §4.2.2)",
+    fixed=p2.FIXED, allowed=ALLOWED, build=partial(p2.build, system=SI_EDGE_SYSTEM),
+    check=p2.check, spatial_dimension=2,
+    optional_weight_fields=p2.EXPERIMENT.optional_weight_fields,
+    weight_attrs=p2.EXPERIMENT.weight_attrs, extra_dims=p2.EXPERIMENT.extra_dims,
+    variables=p2.VARIABLES))
