@@ -21,3 +21,18 @@ def strain_derivatives_eV(energy_eV, positions_A: np.ndarray, cell_A: np.ndarray
         out[a, b] = (energy_eV(positions_A @ Fp.T, cell_A @ Fp.T)
                      - energy_eV(positions_A @ Fm.T, cell_A @ Fm.T)) / (2 * h)
     return out
+
+
+def minus_gradient_eV_per_A(energy_eV, positions_A: np.ndarray, atoms, h: float = 1e-5
+                            ) -> dict:
+    """−∂E/∂x_ia (eV/Å) of the listed atoms, every Cartesian component, by central differences
+    of step ``h`` (Å). ``energy_eV(positions_A)`` gives the energy (eV). For correct forces f,
+    the result at (i, a) equals f[i, a]."""
+    out = {}
+    for i in atoms:
+        for a in range(3):
+            xp, xm = positions_A.copy(), positions_A.copy()
+            xp[i, a] += h
+            xm[i, a] -= h
+            out[i, a] = -(energy_eV(xp) - energy_eV(xm)) / (2 * h)
+    return out

@@ -6,7 +6,7 @@ from scipy.optimize import minimize_scalar
 
 from kernels.eam import mishin2002_nial, zhou2001_tungsten
 from kernels.elasticity import cubic_constants_GPa, elastic_constants_eV_per_A3
-from tests.finite_differences import strain_derivatives_eV
+from tests.finite_differences import minus_gradient_eV_per_A, strain_derivatives_eV
 
 B2 = [[0, 0, 0], [0.5, 0.5, 0.5]]
 
@@ -31,15 +31,9 @@ def test_forces_are_minus_energy_gradient(system):
     x, cell, s = _cubic(3.0, syms, 2)
     x = x + 0.08 * np.random.default_rng(1).standard_normal(x.shape)
     f = model.evaluate(x, cell, s).forces_eV_per_A
-    h = 1e-5
-    for i in (0, 3, 7, 12):
-        for a in range(3):
-            xp, xm = x.copy(), x.copy()
-            xp[i, a] += h
-            xm[i, a] -= h
-            fd = -(model.evaluate(xp, cell, s).energy_eV
-                   - model.evaluate(xm, cell, s).energy_eV) / (2 * h)
-            assert f[i, a] == pytest.approx(fd, abs=2e-6)
+    fd = minus_gradient_eV_per_A(lambda y: model.evaluate(y, cell, s).energy_eV, x, (0, 3, 7, 12))
+    for (i, a), value in fd.items():
+        assert f[i, a] == pytest.approx(value, abs=2e-6)
 
 
 def test_virial_is_strain_derivative(system):
