@@ -46,6 +46,8 @@ def pending_points(ds, retry_failed: bool = False) -> list[st.PointIndex]:
 
 def _failure_message(fut) -> str:
     exc = fut.exception()
+    if exc is None:
+        return f"task {fut.status} without an error of its own (its worker left) {fut.key}\n"
     tb = fut.traceback()
     frames = traceback.format_tb(tb)[-3:] if tb is not None else []
     return f"{type(exc).__name__}: {exc}\n" + "".join(frames)
@@ -75,7 +77,13 @@ def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = Fals
         return _run_locked(spec, path, client, retry_failed, max_points, progress)
 
 
-def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSummary:
+#: Rounds of resubmission for points whose tasks were lost with their worker (cancelled, no
+#: error of their own: e.g. a worker retiring at its lifetime mid-task).
+LOST_POINT_ROUNDS = 3
+
+
+def _run_locked(spec, path, client, retry_failed, max_points, progress,
+                rounds_left: int = LOST_POINT_ROUNDS) -> RunSummary:
     from distributed import as_completed  # noqa: PLC0415
 
     st.recover_interrupted_extension(path)
@@ -104,6 +112,7 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
 
         bar = tqdm(total=len(todo), desc=spec.name, unit="point")
     ac = as_completed(list(graph.points.values()))
+    lost = 0
     try:
         for fut in ac:
             pt = by_key[fut.key]
@@ -111,6 +120,8 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
                 values = fut.result()
                 st.write_point(path, spec, pt, values)
                 summary.done += 1
+            elif fut.status != "error" and rounds_left > 0:
+                lost += 1  # not the point's failure: it stays pending and is resubmitted below
             else:
                 msg = _failure_message(fut)
                 st.write_failure(path, spec, pt, msg)
@@ -138,4 +149,15 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress) -> RunSu
             if fut.status == "finished":
                 attrs[name] = getter(fut.result())
         st.update_attrs(path, **attrs)
+    stopped_early = max_points is not None and summary.done + summary.failed >= max_points
+    if lost and not stopped_early:
+        print(f"sweep: {lost} point(s) lost with their worker, resubmitting", flush=True)
+        more = None if max_points is None else max_points - summary.done - summary.failed
+        sub = _run_locked(spec, path, client, False, more, progress, rounds_left - 1)
+        summary.done += sub.done
+        summary.failed += sub.failed
+        summary.failures += sub.failures
+        summary.remaining = sub.remaining
+        for stage, n in sub.stages.items():
+            summary.stages[stage] = summary.stages.get(stage, 0) + n
     return summary
