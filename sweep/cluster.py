@@ -299,6 +299,9 @@ def slurm_cluster(settings: SlurmSettings):
 #: B × B factor (4B³/3) in a fit.
 COST_PER_UNIT = {"simulation": 5e-5, "training": 1e-4, "design": 2e-5, "fit": 1e-9,
                  "point": 1e-6, "design_slice": 3e-7, "flop": 1e-10}
+#: The config keys the slice model reads for its design and fit estimates.
+SLICE_COST_KEYS = {"design": "sweep.cost.design_slice / sweep.cost.flop",
+                   "fit": "sweep.cost.fit / sweep.cost.flop"}
 #: Fixed overhead per task (imports, pyace basis construction), seconds.
 COST_OVERHEAD = {"simulation": 1.0, "training": 1.0, "design": 2.0, "fit": 1.0, "point": 1.0}
 
@@ -382,10 +385,9 @@ def check_point_duration(spec, client_or_lifetime, safety: float | None = None) 
     if need > lifetime:
         # which grid point makes it: the largest L and basis size
         L, B = max(spec.grid["L"]), max(spec.grid["basis_size"])
-        keys = (f"sweep.cost.{stage}" if not getattr(spec.definition, "slice_design", False)
-                or stage not in ("design", "fit") else
-                "sweep.cost.design_slice / sweep.cost.flop" if stage == "design" else
-                "sweep.cost.fit / sweep.cost.flop")
+        keys = f"sweep.cost.{stage}"
+        if getattr(spec.definition, "slice_design", False):  # the keys the slice model reads
+            keys = SLICE_COST_KEYS.get(stage, keys)
         raise PointTooLong(
             f"spec {spec.name!r}: the point L={L}, basis_size={B} is expected to need "
             f"~{format_seconds(est[stage])} in its longest task ('{stage}'; "
