@@ -55,7 +55,8 @@ from .ard import solve_ard
 from .elasticity import cauchy_born_derivatives, elastic_rows
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .least_squares import solve_rrqr, weighted_system
-from .point_defects import Observations, Prediction, RelaxOptions
+from .hessian_precon_relax import HessianPreconditioner, reference_hessian, relax_preconditioned
+from .point_defects import HESSIAN_LBFGS, Observations, Prediction, RelaxOptions
 from .relax import relax
 from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
 
@@ -186,6 +187,10 @@ class SimulationReference:
     energy_eV: float
     relax_steps: int
     symbols: tuple = ()
+    #: the reference Hessian at ȳ (eV/Å², all three components) when the relaxation options
+    #: ask for ``"hessian-lbfgs"``: every fitted model's relaxation of this cell starts from ȳ
+    #: with it as initial inverse-Hessian guess (:mod:`kernels.hessian_precon_relax`)
+    precon: HessianPreconditioner | None = None
 
 
 @dataclass(frozen=True)
@@ -262,9 +267,19 @@ def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
     sym = _symbols(c, len(c.positions_A), system)
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
-              options.optimizer)
+              reference_optimizer(options))
+    precon = None
+    if options.optimizer == HESSIAN_LBFGS:
+        precon = HessianPreconditioner(reference_hessian(model, r.positions_A, c.cell_A, sym))
     return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
-                               r.energy_eV, r.n_steps, tuple(sym))
+                               r.energy_eV, r.n_steps, tuple(sym), precon)
+
+
+def reference_optimizer(options: RelaxOptions) -> str:
+    """The optimiser of the reference relaxations: ``options.optimizer``, except that
+    ``"hessian-lbfgs"`` (which needs the reference Hessian at the minimum it is looking for)
+    relaxes the reference cells with ase's ``"precon-lbfgs"``."""
+    return "precon-lbfgs" if options.optimizer == HESSIAN_LBFGS else options.optimizer
 
 
 def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: float
@@ -308,7 +323,7 @@ def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, ampl
     c = system.cell(a0_A, size, lattice)
     sym = _symbols(c, len(c.positions_A), system)
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
-              options.optimizer)
+              reference_optimizer(options))
     train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train,
                              sym)
     test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test,
@@ -398,8 +413,14 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     model = ACEModel(basis, coeffs)
     sym = _symbols(sim, len(sim.positions0_A), system)
     e_pred_ml = model.evaluate(sim.predictor_A, sim.cell_A, sym).energy_eV
-    r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
-              options.optimizer)
+    if options.optimizer == HESSIAN_LBFGS:
+        if sim.precon is None:
+            raise ValueError("hessian-lbfgs needs the simulation reference's Hessian")
+        r = relax_preconditioned(model, sim.positions_A, sim.cell_A, sym, sim.precon, 3,
+                                 options.fmax_eV_per_A, options.max_steps)
+    else:
+        r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A,
+                  options.max_steps, options.optimizer)
     x, c, s = system.perfect_cell(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
     return Prediction(

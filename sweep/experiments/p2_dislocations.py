@@ -58,7 +58,7 @@ ALLOWED = {
     "observations": dk.OBSERVATION_SETS,
     "reference.model": tuple(REFERENCE_MODELS),
     "fit.solver": dk.SOLVERS,
-    "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire"),
+    "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire", "hessian-lbfgs"),
     "ace.radial_basis": P1_ALLOWED["ace.radial_basis"],
 }
 
