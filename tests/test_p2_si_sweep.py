@@ -37,6 +37,20 @@ def test_lattice_stage_has_clamped_rows_and_relaxed_predictor_constants():
     c11, c12, c44 = cubic_constants_GPa(lat.elastic_eV_per_A3)  # clamped ion
     assert (c11, c12) == pytest.approx((166.4, 65.3), abs=0.05) and c44 > 110.0
     assert lat.nonlinear_elastic_eV_per_A3.shape == (6, 6, 6)
+    # the internal strain and Γ-point force constants stored for the fit's rows reproduce the
+    # relaxed C through C⁰ − M_sΦ_s⁺M_sᵀ/Ω (measured 1.4e-7 eV/Å³ from the full-Φ route)
+    from kernels.relaxed_elasticity import relaxed_from_sublattices
+
+    assert lat.internal_strain_eV_per_A.shape == (6, 6)
+    assert lat.force_constants_eV_per_A2.shape == (6, 6)
+    assert lat.primitive_volume_A3 == pytest.approx(lat.a0_A**3 / 4, rel=1e-12)
+    C = relaxed_from_sublattices(lat.elastic_eV_per_A3, lat.internal_strain_eV_per_A,
+                                 lat.force_constants_eV_per_A2, lat.primitive_volume_A3)
+    np.testing.assert_allclose(C, lat.relaxed_elastic_eV_per_A3, atol=1e-6)
+    # Kleinman's internal strain: only shears move the two sublattices against each other
+    M = lat.internal_strain_eV_per_A.reshape(6, 2, 3)
+    assert np.abs(M[:3]).max() < 1e-6 and M[3, 0, 0] == pytest.approx(-M[3, 1, 0], abs=1e-9)
+    assert abs(M[3, 0, 0]) > 10.0  # eV/Å per unit strain (measured 14.6)
 
 
 def test_tiny_si_sweep_into_zarr(tmp_path):
@@ -53,7 +67,12 @@ def test_tiny_si_sweep_into_zarr(tmp_path):
     assert list(ds["defect"].values) == ["edge"]
     assert np.all(ds["status"].values == "done"), ds["error"].values
     el = ds["elastic_constant_error"].sel(observations=["E+F", "E+F+CLE"]).values.ravel()
-    assert el[1] < el[0]  # fitting the elastic rows lowers the elastic-constant error
+    assert el[1] < el[0]  # fitting the elastic rows lowers the (relaxed) elastic-constant error
+    clamped = ds["clamped_elastic_constant_error"].sel(observations=["E+F", "E+F+CLE"]).values
+    assert np.all(np.isfinite(clamped)) and np.all(clamped.ravel() != el)
+    # the CLE set adds C⁰ (36), zero stress (6), M_s (6 × 6) and Φ_s (6 × 6) rows
+    n_obs = ds["n_observations"].sel(observations=["E+F", "E+F+CLE"]).values.ravel()
+    assert n_obs[1] - n_obs[0] == 36 + 6 + 36 + 36
     for v in ("geometry_error", "energy_error", "rmse_forces", "rmse_virial"):
         assert np.all(np.isfinite(ds[v].values)) and np.all(ds[v].values > 0)
     assert ds.attrs["a0_A"] == pytest.approx(5.429, abs=5e-4)
