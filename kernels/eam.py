@@ -102,6 +102,33 @@ class EAMAlloy:
         except KeyError as err:
             raise ValueError(f"{self.name} knows {self.elements}, not {err.args[0]!r}") from None
 
+    def _pairs(self, positions_A, cell_A, symbols, pbc, order: int):
+        """Neighbour pairs (i, j, r_ij, x_j − x_i) and the radial functions along them.
+
+        Returns n, each atom's species index, i, j, d (Å), D (Å), the r-derivatives 0…``order``
+        of the density function of j's species at r_ij, and those of r·φ_{s_i s_j}(r_ij)."""
+        positions_A = np.asarray(positions_A, dtype=float)
+        n = len(positions_A)
+        spec = (np.zeros(n, int) if symbols is None else self.species_index(symbols))
+        i, j, d, D = neighbour_list("ijdD", positions=positions_A, cell=np.asarray(cell_A, float),
+                                    pbc=np.asarray(pbc, bool), cutoff=self.cutoff_A)
+        _, f, rphi = self._splines()
+        ns = len(self.elements)
+        si, sj = spec[i], spec[j]
+        dens = [np.empty_like(d) for _ in range(order + 1)]
+        for t in range(ns):  # density at i contributed by neighbour j of species t
+            m = sj == t
+            for k in range(order + 1):
+                dens[k][m] = f[t](d[m], k)
+        z = [np.empty_like(d) for _ in range(order + 1)]
+        for s in range(ns):
+            for t in range(ns):
+                m = (si == s) & (sj == t)
+                if m.any():
+                    for k in range(order + 1):
+                        z[k][m] = rphi[s][t](d[m], k)
+        return n, spec, i, j, d, D, dens, z
+
     def evaluate(self, positions_A: np.ndarray, cell_A: np.ndarray,
                  symbols: list[str] | None = None, pbc=(True, True, True)) -> EnergyForcesVirial:
         """Energy (eV), forces (eV/Å) and virial (eV) of one configuration.
@@ -117,28 +144,10 @@ class EAMAlloy:
         pbc : sequence of 3 bool
             Periodicity along each cell vector.
         """
-        positions_A = np.asarray(positions_A, dtype=float)
-        n = len(positions_A)
-        spec = (np.zeros(n, int) if symbols is None else self.species_index(symbols))
-        i, j, d, D = neighbour_list("ijdD", positions=positions_A, cell=np.asarray(cell_A, float),
-                                    pbc=np.asarray(pbc, bool), cutoff=self.cutoff_A)
-        F, f, rphi = self._splines()
+        n, spec, i, j, d, D, (dens, ddens), (z, dz) = self._pairs(positions_A, cell_A, symbols,
+                                                                  pbc, 1)
+        F = self._splines()[0]
         ns = len(self.elements)
-        si, sj = spec[i], spec[j]
-        dens = np.empty_like(d)
-        ddens = np.empty_like(d)
-        for t in range(ns):  # density at i contributed by neighbour j of species t
-            m = sj == t
-            dens[m] = f[t](d[m])
-            ddens[m] = f[t](d[m], 1)
-        z = np.empty_like(d)
-        dz = np.empty_like(d)
-        for s in range(ns):
-            for t in range(ns):
-                m = (si == s) & (sj == t)
-                if m.any():
-                    z[m] = rphi[s][t](d[m])
-                    dz[m] = rphi[s][t](d[m], 1)
         phi = z / d
         dphi = (dz - phi) / d
         rho = np.bincount(i, weights=dens, minlength=n)
@@ -172,25 +181,10 @@ class EAMAlloy:
         """
         import scipy.sparse  # noqa: PLC0415
 
-        positions_A = np.asarray(positions_A, dtype=float)
-        n = len(positions_A)
-        spec = (np.zeros(n, int) if symbols is None else self.species_index(symbols))
-        i, j, d, D = neighbour_list("ijdD", positions=positions_A, cell=np.asarray(cell_A, float),
-                                    pbc=np.asarray(pbc, bool), cutoff=self.cutoff_A)
-        F, f, rphi = self._splines()
+        n, spec, i, j, d, D, (dens, ddens, d2dens), (z, dz, d2z) = self._pairs(
+            positions_A, cell_A, symbols, pbc, 2)
+        F = self._splines()[0]
         ns = len(self.elements)
-        si, sj = spec[i], spec[j]
-        dens, ddens, d2dens = (np.empty_like(d) for _ in range(3))
-        for t in range(ns):
-            m = sj == t
-            dens[m], ddens[m], d2dens[m] = f[t](d[m]), f[t](d[m], 1), f[t](d[m], 2)
-        z, dz, d2z = (np.empty_like(d) for _ in range(3))
-        for s in range(ns):
-            for t in range(ns):
-                m = (si == s) & (sj == t)
-                if m.any():
-                    z[m], dz[m], d2z[m] = rphi[s][t](d[m]), rphi[s][t](d[m], 1), \
-                        rphi[s][t](d[m], 2)
         # φ = z/r: φ' = (z' − φ)/r, φ'' = (z'' − 2φ')/r
         phi = z / d
         dphi = (dz - phi) / d
