@@ -395,11 +395,25 @@ def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
                         time.perf_counter() - t0, M, Phi)
 
 
+def volume_per_atom_A3(a0_A: float, system: DislocationSystem) -> float:
+    """Ω_a, the volume per atom (Å³) of the system's perfect crystal at lattice constant a0."""
+    x, cell, _ = system.perfect_cell(a0_A)
+    return float(abs(np.linalg.det(cell)) / len(x))
+
+
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weights: Weights, solver: str = "rrqr", rtol: float = 1e-6,
         system: DislocationSystem | None = None) -> FitResult:
     """Minimise Σ_R W_E|E/n − Ẽ/n|² + W_F|F − F̃|² + W_V1‖∂²W − ∂²W̃‖² + W_V2‖∂³W − ∂³W̃‖²
-    (P2 eq. 4.16; all 36 and 216 tensor entries, eV/Å³) plus the bulk energy per atom (W_E).
+    (P2 eq. 4.16; all 36 and 216 tensor entries) plus the bulk energy per atom (W_E).
+
+    The elastic residuals are per atom, as in P2: its W_cb(F) = V(F·Λ*) (eq. A.6) is the site
+    energy, so ∂²W and ∂³W enter in eV per atom — the per-volume derivatives of
+    :class:`LatticeReference` (eV/Å³) times the volume per atom Ω_a (15.85 Å³ W, 11.68 Å³ NiAl,
+    20.0 Å³ Si). P2's weights (W_V1 = 10, 20) then mean what they meant there: at W_V1 = 10 the
+    elastic rows weigh Ω_a² ≈ 250 (W), 136 (NiAl), 400 (Si) times more than on eV/Å³ rows. The
+    force-free condition ∂W_cb = 0 of the reference lattice (6 rows) and the multilattice
+    blocks below are scaled the same way.
 
     Multilattices (``rows.internal_strain`` set, e.g. diamond Si): the far field sees the
     relaxed C = C⁰ − M_s Φ_s⁺ M_sᵀ/Ω (:mod:`kernels.relaxed_elasticity`), not linear in the
@@ -428,23 +442,27 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
               (rows.train.forces.reshape(-1, B), data.train.forces_eV_per_A.reshape(-1),
                weights.forces),
               (rows.perfect.energy / n_p, data.perfect.energy_eV / n_p, weights.energy)]
+    omega = volume_per_atom_A3(lattice.a0_A, system or W_SCREW)
     if weights.elastic > 0:
         # The CLE block: ∂²W_cb (elastic constants) and the zero stress ∂W_cb = 0 of the
-        # reference at a0 (linear elasticity about the reference's own equilibrium lattice).
-        blocks.append((rows.elastic.reshape(-1, B), lattice.elastic_eV_per_A3.reshape(-1),
-                       weights.elastic))
-        blocks.append((rows.stress, np.zeros(6), weights.elastic))
+        # reference at a0 (linear elasticity about the reference's own equilibrium lattice),
+        # per atom (× Ω_a, see above).
+        blocks.append((omega * rows.elastic.reshape(-1, B),
+                       omega * lattice.elastic_eV_per_A3.reshape(-1), weights.elastic))
+        blocks.append((omega * rows.stress, np.zeros(6), weights.elastic))
         if rows.internal_strain is not None:
-            # the internal strain and Γ-point force constants, both in eV/Å³ (see above)
+            # the internal strain and Γ-point force constants, in eV/Å³ (see above), per atom
             ell = lattice.primitive_volume_A3 ** (1 / 3)
-            m, phi = ell / lattice.primitive_volume_A3, ell**2 / lattice.primitive_volume_A3
+            m = omega * ell / lattice.primitive_volume_A3
+            phi = omega * ell**2 / lattice.primitive_volume_A3
             blocks.append((m * rows.internal_strain.reshape(-1, B),
                            m * lattice.internal_strain_eV_per_A.reshape(-1), weights.elastic))
             blocks.append((phi * rows.force_constants.reshape(-1, B),
                            phi * lattice.force_constants_eV_per_A2.reshape(-1), weights.elastic))
     if weights.nonlinear_elastic > 0:
-        blocks.append((rows.nonlinear_elastic.reshape(-1, B),
-                       lattice.nonlinear_elastic_eV_per_A3.reshape(-1), weights.nonlinear_elastic))
+        blocks.append((omega * rows.nonlinear_elastic.reshape(-1, B),
+                       omega * lattice.nonlinear_elastic_eV_per_A3.reshape(-1),
+                       weights.nonlinear_elastic))
     A, y = weighted_system(blocks)
     t0 = time.perf_counter()
     sol = solve_rrqr(A, y, rtol) if solver == "rrqr" else solve_ard(A, y)

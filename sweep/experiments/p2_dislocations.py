@@ -201,8 +201,10 @@ EXPERIMENT = register(Experiment(
     optional_weight_fields={"elastic": 0.0, "nonlinear_elastic": 0.0},
     weight_attrs={"energy": ("energy weight W_E (on energies per atom)", "1"),
                   "forces": ("force weight W_F", "1"),
-                  "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb, eV/Å³)", "1"),
-                  "nonlinear_elastic": ("nonlinear-elastic weight W_V2 (on ∂³W_cb, eV/Å³)", "1")},
+                  "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb per atom, eV; P2 eq. A.6)",
+                              "1"),
+                  "nonlinear_elastic": ("nonlinear-elastic weight W_V2 (on ∂³W_cb per atom, eV; "
+                                        "P2 eq. A.6)", "1")},
     extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "rattle amplitude α (largest displacement, JuLIP rattle!)",
                                                    "units": "Å"}),),
     variables=VARIABLES))
