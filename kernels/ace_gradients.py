@@ -522,8 +522,12 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
                         dr = dAr[slot_loc[s0 + sl]]
                         di = dAi[slot_loc[s0 + sl]]
                         mu = slot_mu[s0 + sl]
-                        for x in range(xlo[mu], xhi[mu]):
-                            g[x] += wr * dr[x] - wi * di[x]
+                        x0 = xlo[mu]
+                        gg = g[x0:xhi[mu]]
+                        ddr = dr[x0:]
+                        ddi = di[x0:]
+                        for x in range(gg.shape[0]):
+                            gg[x] += wr * ddr[x] - wi * ddi[x]
                 for x in range(nqc):
                     G[x, u] = g[x]
                 if u == FB - 1 or f == F2 - 1:
