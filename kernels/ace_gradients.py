@@ -34,6 +34,7 @@ Units: Å; energy rows in eV per unit coefficient, force rows in eV/Å per unit 
 from __future__ import annotations
 
 import threading
+import types
 from dataclasses import dataclass, field
 
 import numba
@@ -341,8 +342,8 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
         G = np.zeros((nqp, FB))  # g of FB consecutive functions
         jj = np.zeros(maxnn, np.int64)
         rhat = np.zeros(3)
-        # pairs [qlo[μ], qhi[μ]) of the current atom have neighbours of species μ; their
-        # (pair, component) columns [xlo[μ], xhi[μ]) (one species: every padded column)
+        # pairs [qlo[μ], qhi[μ]) of the current atom have neighbours of species μ, their
+        # (pair, component) columns are [xlo[μ], xhi[μ]) (several species only)
         qlo = np.zeros(nel, np.int64)
         qhi = np.zeros(nel, np.int64)
         xlo = np.zeros(nel, np.int64)
@@ -364,21 +365,21 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
             dAi[:, nqc:] = 0.0
             dA1[:, nqc:] = 0.0
             qlo[:] = 0
-            qhi[:] = 0
-            for q in range(nn - 1, -1, -1):
-                qlo[pair_mu[start + q]] = q
-            for q in range(nn):
-                qhi[pair_mu[start + q]] = q + 1
-            for mu in range(nel):
-                xlo[mu] = qlo[mu] * ncomp
-                xhi[mu] = qhi[mu] * ncomp
-            if nel == 1:
-                xhi[0] = nq16
+            qhi[:] = nn
+            if not _ONE_SPECIES:
+                qhi[:] = 0
+                for q in range(nn - 1, -1, -1):
+                    qlo[pair_mu[start + q]] = q
+                for q in range(nn):
+                    qhi[pair_mu[start + q]] = q + 1
+                for mu in range(nel):
+                    xlo[mu] = qlo[mu] * ncomp
+                    xhi[mu] = qhi[mu] * ncomp
             for q in range(nn):
                 p = start + q
                 jj[q] = pair_j[p]
-                o1 = pair_mu[p] * nradbase
-                oA = pair_mu[p] * nAb
+                o1 = 0 if _ONE_SPECIES else pair_mu[p] * nradbase
+                oA = 0 if _ONE_SPECIES else pair_mu[p] * nAb
                 r = np.sqrt(vec[p, 0] ** 2 + vec[p, 1] ** 2 + vec[p, 2] ** 2)
                 rhat[0] = vec[p, 0] / r
                 rhat[1] = vec[p, 1] / r
@@ -506,7 +507,7 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
                 # g[x] = Σ_slots Re(W ∂A/∂r[x]) for every (pair, component) column x
                 for x in range(nq16):
                     g[x] = 0.0
-                if nel == 1:
+                if _ONE_SPECIES:
                     for sl in range(ns):
                         a = slot_a[s0 + sl]
                         wr = Wr[sl]
@@ -553,8 +554,24 @@ _RADIAL_LOCK = threading.Lock()
 #: Functions whose force-row values are gathered before they are added to F row-wise.
 _FBLOCK = 16
 
-_rows_structures = numba.njit(cache=True, nogil=True)(_rows_structures_py)
-_rows_structures_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_rows_structures_py)
+#: Set per compiled copy of the kernel (:func:`_compiled`); numba freezes it as a constant.
+_ONE_SPECIES = False
+
+
+def _compiled(one_species: bool, parallel: bool):
+    """The kernel compiled with ``_ONE_SPECIES`` fixed: the one-species copy has no species
+    offsets, ranges or branches left (LLVM folds them), so its code is that of the kernel before
+    several species were added. Each copy has its own name, hence its own numba cache file."""
+    name = "_rows_" + ("one" if one_species else "species") + ("_parallel" if parallel else "")
+    fn = types.FunctionType(_rows_structures_py.__code__,
+                            dict(_rows_structures_py.__globals__, _ONE_SPECIES=one_species), name)
+    fn.__qualname__ = name
+    fn.__doc__ = _rows_structures_py.__doc__
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(fn)
+
+
+#: kernels[(one_species, parallel)]
+_KERNELS = {(one, par): _compiled(one, par) for one in (True, False) for par in (False, True)}
 
 
 def _pairs(positions_A, cell_A, pbc, cutoff_A, species=None):
@@ -604,13 +621,14 @@ def _run(args, S: int, n_threads: int) -> None:
     n_threads = int(n_threads)
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    one_species = args[4] == 1
     if n_threads == 1 or S == 1:
-        _rows_structures(*args)
+        _KERNELS[one_species, False](*args)
     else:
         previous = numba.get_num_threads()
         numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            _rows_structures_parallel(*args)
+            _KERNELS[one_species, True](*args)
         finally:
             numba.set_num_threads(previous)
 
