@@ -17,7 +17,20 @@ rows are computed from pyace's own ingredients, per atom i:
 
 The energy row is Σ_i B_i; the force rows are F_j = −∂(Σ_i B_i)/∂r_j. Both equal pyace's
 ``projections`` and ``forces_bfuncs`` to rounding (tests/test_kernels_ace_gradients.py). The
-per-atom work is linear in the basis size, not quadratic. Single species only.
+per-atom work is linear in the basis size, not quadratic.
+
+Several species (:func:`design_rows_chain_rule_species`; the Ni–Al basis of P2-NiAl): pyace's
+columns are one block per central species μ_i (species-index order, rank-1 first), so each
+central species has its own tables (:func:`basis_tables` with ``mu``) and fills only its block;
+an atom's A has one block per neighbour species μ_j (a factor A_{μ_j n l m} of a function sums
+over that species' neighbours only), with the radial functions of the pair (μ_i, μ_j) (one
+pyace call per species pair for all structures). An atom's pairs are grouped by neighbour
+species, so ∂A/∂r is stored for the pair's own block only and a slot's contraction runs over the
+columns of its species' neighbours. The one-species kernel is a separate compiled copy without
+this code (``_ONE_SPECIES``), its rows bit-identical to the kernel before several species.
+Cost on a 128-atom rattled B2 NiAl cell (cutoff 5 Å, 58 neighbours), one thread, load 2.9:
+0.18 / 0.36 ms/atom CPU at 2 × 100 / 2 × 300 functions per element, against 1.75 / 9.0 ms/atom
+for pyace's ``compute_b_grad`` (9.6× / 25×).
 
 Where the time goes (2,000 functions, planar 8 × 8 cell, 6 neighbours, one thread, per atom):
 A and ∂A/∂r ~7 %, the ∂B/∂A products over the ms-combinations ~40 %, the contraction
