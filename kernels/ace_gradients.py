@@ -353,6 +353,7 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
         g = np.zeros(nqp)
         dA1 = np.zeros((nradbase, nqp))
         G = np.zeros((nqp, FB))  # g of FB consecutive functions
+        gsum = np.zeros(FB)
         jj = np.zeros(maxnn, np.int64)
         rhat = np.zeros(3)
         # pairs [qlo[μ], qhi[μ]) of the current atom have neighbours of species μ, their
@@ -548,16 +549,21 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
                     f0 = col0 + F1 + f - u
                     nb = u + 1
                     for c in range(ncomp):
+                        # Σ_q g row-wise (the same sums as pair by pair, vectorised over v)
                         for v in range(nb):
-                            acc = 0.0
-                            for q in range(nn):
-                                acc += G[q * ncomp + c, v]
-                            Fs[i, c, f0 + v] += acc
+                            gsum[v] = 0.0
                         for q in range(nn):
-                            j = jj[q]
-                            x = q * ncomp + c
+                            Gx = G[q * ncomp + c]
                             for v in range(nb):
-                                Fs[j, c, f0 + v] -= G[x, v]
+                                gsum[v] += Gx[v]
+                        Fi = Fs[i, c, f0:f0 + nb]
+                        for v in range(nb):
+                            Fi[v] += gsum[v]
+                        for q in range(nn):
+                            Fj = Fs[jj[q], c, f0:f0 + nb]
+                            Gx = G[q * ncomp + c]
+                            for v in range(nb):
+                                Fj[v] -= Gx[v]
             start = stop
 
 
