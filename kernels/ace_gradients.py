@@ -38,7 +38,7 @@ Re(W · ∂A/∂r) ~35 %, adding the values into the force rows ~20 %; the neigh
 pyace's radial functions ~2 %. The kernel therefore works in real arithmetic with ranks 2–4
 written out, accumulates ∂B/∂A without per-factor signs (P + (−1)^m conj N per slot), runs the
 contraction's inner loop over padded (pair, component) columns (SIMD), gathers the values of
-16 functions before adding them to F row-wise, allocates nothing per atom, and evaluates the
+32 functions before adding them to F row-wise, allocates nothing per atom, and evaluates the
 radial functions of all structures in one pyace call.
 
 Units: Å; energy rows in eV per unit coefficient, force rows in eV/Å per unit coefficient.
@@ -571,7 +571,7 @@ def _rows_structures_py(pair_ptr, pair_i, pair_j, pair_mu, nel, col0, vec, gr, d
 _RADIAL_LOCK = threading.Lock()
 
 #: Functions whose force-row values are gathered before they are added to F row-wise.
-_FBLOCK = 16
+_FBLOCK = 32
 
 #: Set per compiled copy of the kernel (:func:`_compiled`); numba freezes it as a constant.
 _ONE_SPECIES = False
