@@ -28,18 +28,24 @@ pyace call per species pair for all structures). An atom's pairs are grouped by 
 species, so ∂A/∂r is stored for the pair's own block only and a slot's contraction runs over the
 columns of its species' neighbours. The one-species kernel is a separate compiled copy without
 this code (``_ONE_SPECIES``), its rows bit-identical to the kernel before several species.
-Cost on a 128-atom rattled B2 NiAl cell (cutoff 5 Å, 58 neighbours), one thread, load 2.9:
-0.18 / 0.36 ms/atom CPU at 2 × 100 / 2 × 300 functions per element, against 1.75 / 9.0 ms/atom
-for pyace's ``compute_b_grad`` (9.6× / 25×).
+Cost on a 128-atom rattled B2 NiAl cell (cutoff 5 Å, 58 neighbours), one thread, one run at
+load 2.6: 0.17 / 0.32 ms/atom CPU at 2 × 100 / 2 × 300 functions per element, against 1.57 /
+7.0 ms/atom for pyace's ``compute_b_grad`` (9.4× / 22×).
 
 Where the time goes (2,000 functions, planar 8 × 8 cell, 6 neighbours, one thread, per atom):
 A and ∂A/∂r ~7 %, the ∂B/∂A products over the ms-combinations ~40 %, the contraction
 Re(W · ∂A/∂r) ~35 %, adding the values into the force rows ~20 %; the neighbour list and
-pyace's radial functions ~2 %. The kernel therefore works in real arithmetic with ranks 2–4
-written out, accumulates ∂B/∂A without per-factor signs (P + (−1)^m conj N per slot), runs the
-contraction's inner loop over padded (pair, component) columns (SIMD), gathers the values of
-32 functions before adding them to F row-wise, allocates nothing per atom, and evaluates the
-radial functions of all structures in one pyace call.
+pyace's radial functions ~2 % (profile before the scatter below was changed). The kernel
+therefore works in real arithmetic with ranks 2–4 written out, accumulates ∂B/∂A without
+per-factor signs (P + (−1)^m conj N per slot), runs the contraction's inner loop over padded
+(pair, component) columns (SIMD), gathers the values of 32 functions before adding them to F
+row-wise, sums an atom's own row over its pairs in a buffer of those 32 values (vectorised;
+one scalar sum per function was latency-bound), allocates nothing per atom, and evaluates the
+radial functions of all structures in one pyace call. The last two scatter changes took 14–23 %
+off (paired runs against the previous kernel, same load), with the same additions in the same
+order, so the same rows bit for bit. Tried and slower or no better: padding the columns to 4
+instead of 16 (1.2× slower), 16 accumulators held across slots (1.4× slower), two slots per
+pass of the contraction, int32 tables, 64 functions per gather (no better than 32).
 
 Units: Å; energy rows in eV per unit coefficient, force rows in eV/Å per unit coefficient.
 """
