@@ -106,6 +106,20 @@ class KumagaiSi:
         virial = -s * abs(np.linalg.det(cell_A))
         return EnergyForcesVirial(float(r["energy"]), np.array(r["forces"], float), virial)
 
+    def hessian_eV_per_A2(self, positions_A: np.ndarray, cell_A: np.ndarray,
+                          symbols: list[str] | None = None):
+        """Analytic Hessian ∂²E/∂x∂x (eV/Å²), symmetric sparse (3n × 3n) CSR, from matscipy's
+        ``Manybody.get_hessian`` (tested against central differences of the forces)."""
+        from ase import Atoms  # noqa: PLC0415
+
+        positions_A = np.asarray(positions_A, float)
+        if symbols is not None and any(s != self.symbol for s in symbols):
+            raise ValueError(f"{self.name} knows only {self.symbol}")
+        atoms = Atoms(symbols=[self.symbol] * len(positions_A), positions=positions_A,
+                      cell=np.asarray(cell_A, float), pbc=True)
+        H = self.calculator().get_hessian(atoms, format="sparse")
+        return (0.5 * (H + H.T)).tocsr()
+
 
 def kumagai2007_silicon() -> KumagaiSi:
     """The Kumagai–Izumi–Hara–Sakai (2007) Si potential (matscipy's parameter set)."""

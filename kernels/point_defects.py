@@ -45,7 +45,7 @@ from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .force_constants import force_constant_error, force_constants
 from .lattice import TRIANGULAR, Crystal
 from .least_squares import solve_rrqr, weighted_system
-from .hessian_precon_relax import HessianPreconditioner, relax_preconditioned, sparse_hessian
+from .hessian_precon_relax import HessianPreconditioner, reference_hessian, relax_preconditioned
 from .relax import relax
 
 __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observations",
@@ -205,9 +205,8 @@ def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separa
               _reference_optimizer(options))
     precon = None
     if options.optimizer == HESSIAN_LBFGS:
-        H = sparse_hessian(model, r.positions_A, cell, symbols, model.cutoff_A,
-                           crystal.dimension)
-        precon = HessianPreconditioner(H)
+        precon = HessianPreconditioner(reference_hessian(model, r.positions_A, cell, symbols,
+                                                         crystal.dimension))
     return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps, precon)
 
 

@@ -4,17 +4,21 @@ The stages of :mod:`kernels.dislocations` run unchanged with ``system=SI_EDGE``:
 
 - perfect crystal: 2 × 2 × 2 conventional cubic cells of diamond (64 atoms,
   :mod:`kernels.diamond`) for a0, the bulk energy, the Cauchy–Born derivatives, the elastic
-  rows and the force constants;
+  and internal-strain rows and the force constants;
 - cells: four ½[1-10](111) shuffle-set edges with the periodic anisotropic CLE predictor
   (:mod:`kernels.edge_quadrupole`), whose elastic constants are the reference's internally
   relaxed ones (``LatticeReference.relaxed_elastic_eV_per_A3``); training cells of size L and
   the simulation cell of size N are the same arrangement (core separation L/2, N/2);
 - geometry-error stencil: the 4 nearest neighbours of diamond (radius 0.57 a0).
 
-The elastic rows of the fit are the clamped-ion ∂²W_cb and ∂³W_cb (all atoms strained
-homogeneously), linear in the ACE coefficients; the relaxed constants, which involve the inverse
-of the optical force constants, are not. So ``elastic_constant_error`` of P2-Si is the error of
-the clamped-ion 6 × 6 C (reference: C11/C12/C44 = 166.4/65.3/120.9 GPa clamped, 77.1 relaxed).
+The far field sees the internally relaxed constants C = C⁰ − M_sΦ_s⁺M_sᵀ/Ω (reference: C11/C12/
+C44 = 166.4/65.3/77.1 GPa relaxed, 120.9 GPa clamped-ion C44), which are not linear in the ACE
+coefficients; their ingredients are. So the CLE rows of the fit are the clamped-ion ∂²W_cb (and
+∂³W_cb for NL; all atoms strained homogeneously) plus the internal strain M_s (6 × 6: Voigt strain
+× two sublattices × xyz, eV/Å) and the Γ-point force constants Φ_s (6 × 6, eV/Å²) of the 64-atom
+perfect cell, scaled to eV/Å³ (:func:`kernels.dislocations.fit`), and ``elastic_constant_error``
+of P2-Si is the error of the fitted model's relaxed 6 × 6 C, computed from its rows; the stored
+``clamped_elastic_constant_error`` is that of C⁰.
 
 Units: Å, eV; ``size`` in cubic lattice constants a0.
 """

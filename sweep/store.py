@@ -264,7 +264,9 @@ def grid_difference(ds: xr.Dataset, spec: Spec) -> dict:
                 added[d] = new_values
     missing = [v for v in variables_for(spec) if v not in ds.data_vars]
     if missing:
-        problems.append(f"variables missing from the store: {missing}")
+        problems.append(f"variables missing from the store: {missing} (this version of the "
+                        f"experiment stores them; a store written before they were added "
+                        f"cannot be resumed: run into a new --store)")
     if problems:
         raise StoreMismatch("the store was written by a different spec and will not be "
                             "overwritten:\n  " + "\n  ".join(problems))

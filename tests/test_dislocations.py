@@ -167,6 +167,52 @@ def test_elastic_rows_equal_model_constants_from_its_stress(ace_crystal):
     np.testing.assert_allclose(C_rows, C_indep, atol=1e-5 * np.abs(C_indep).max())
 
 
+def test_internal_strain_rows_equal_model_sublattice_constants_and_relaxed_c():
+    """Diamond Si (8-atom cubic cell, 30 functions): rows·c of M_s and Φ_s equal the same
+    central differences of the ACE model's own forces (ACEModel.evaluate, pyace's evaluator;
+    measured 7e-12 and 5e-12 eV/Å, eV/Å² of 62 and 16), and C⁰ − M_sΦ_s⁺M_sᵀ/Ω from the rows
+    equals the relaxed C of :func:`relaxed_elastic_constants_eV_per_A3` with the model's full
+    single-atom Φ (a different stencil: 5e-6 of 19 eV/Å³, O(h²) truncation; measured). The
+    rows are linear in c, so any coefficients test them; these give a Φ_s with three zero
+    (translation) and three positive (31.4 eV/Å²) eigenvalues."""
+    from kernels.relaxed_elasticity import (internal_strain_and_force_constants,
+                                            relaxed_elastic_constants_eV_per_A3,
+                                            relaxed_from_sublattices, sublattice_constants,
+                                            sublattice_labels)
+    from kernels.si_edge import diamond_perfect_cell
+
+    x, c, s = diamond_perfect_cell(5.429, 1)
+    basis = ACEBasis(ace_potential_config(["Si"], 30, 5.0, [10, 4, 3], [0, 3, 2]))
+    coef = np.random.default_rng(4).standard_normal(basis.n_functions)
+    model = ACEModel(basis, coef)
+    labels = sublattice_labels(x, c, s)
+    assert list(labels) == [0, 0, 0, 0, 1, 1, 1, 1]
+    rows = sublattice_constants(lambda y, cell: basis.design_rows(y[None], cell, s).forces[0],
+                                x, c, s, dk.STRAIN_STEP, dk.DISPLACEMENT_STEP_A)
+    ml = sublattice_constants(lambda y, cell: model.evaluate(y, cell, s).forces_eV_per_A,
+                              x, c, s, dk.STRAIN_STEP, dk.DISPLACEMENT_STEP_A)
+    assert rows.internal_strain.shape == (6, 6, basis.n_functions)
+    assert rows.force_constants.shape == (6, 6, basis.n_functions)
+    assert rows.volume_A3 == pytest.approx(5.429**3 / 4, rel=1e-12)
+    M, Phi = rows.internal_strain @ coef, rows.force_constants @ coef
+    np.testing.assert_allclose(M, ml.internal_strain, atol=1e-9 * np.abs(M).max())
+    np.testing.assert_allclose(Phi, ml.force_constants, atol=1e-9 * np.abs(Phi).max())
+    # the full single-atom M and Φ of the cell reduce to the sublattice ones
+    M_full, Phi_full = internal_strain_and_force_constants(model, x, c, s)
+    P = np.zeros((x.size, 6))  # sublattice-uniform unit displacements
+    for a, sub in enumerate(labels):
+        P[3 * a:3 * a + 3, 3 * sub:3 * sub + 3] = np.eye(3)
+    np.testing.assert_allclose(M_full.reshape(6, -1, 3), M.reshape(6, 2, 3)[:, labels],
+                               atol=1e-9 * np.abs(M).max())
+    np.testing.assert_allclose(P.T @ Phi_full @ P / 4, Phi, atol=1e-5 * np.abs(Phi).max())
+    C0 = elastic_rows(basis, x, c, s, dk.STRAIN_STEP, third=False).second @ coef
+    C, C0_model = relaxed_elastic_constants_eV_per_A3(model, x, c, s)
+    np.testing.assert_allclose(C0, C0_model, atol=1e-8 * np.abs(C0).max())
+    C_rows = relaxed_from_sublattices(C0, M, Phi, rows.volume_A3)
+    np.testing.assert_allclose(C_rows, C, atol=1e-6 * np.abs(C).max())
+    assert np.abs(C - C0).max() > 0.1 * np.abs(C).max()  # the internal relaxation matters
+
+
 def test_ard_recovers_sparse_coefficients():
     rng = np.random.default_rng(5)
     A = rng.standard_normal((400, 20)) * np.logspace(-3, 3, 20)  # wildly scaled columns

@@ -8,11 +8,18 @@ diamond Si (:data:`kernels.si_edge.SI_EDGE`), the Kumagai et al. (2007) referenc
 ``n_defects = [4]``. ``L`` and ``simulation.size`` count cubic lattice constants a0 = 5.429 Å:
 a cell of side ≈ s a0 is ``kernels.edge_quadrupole.edge_cell_repeats(s)`` unit cells of
 a/√2 × a√3 × a√6/2 (12 atoms each; s = 100 → 142 × 58 cells, 98,832 atoms).
+
+Stored variables: those of P2, except that ``elastic_constant_error`` is the error of the fitted
+model's internally relaxed C = C⁰ − M_sΦ_s⁺M_sᵀ/Ω (the constants of the far field; the CLE sets
+fit C⁰, M_s and Φ_s, :func:`kernels.dislocations.fit`), and ``clamped_elastic_constant_error``
+that of the clamped-ion C⁰ = ∂²W_cb.
 """
 
 from __future__ import annotations
 
 from functools import partial
+
+import numpy as np
 
 from kernels.kumagai import kumagai2007_silicon
 from kernels.si_edge import SI_EDGE
@@ -30,6 +37,16 @@ SI_EDGE_SYSTEM = p2.P2System(SI_EDGE, REFERENCE_MODELS, "edge")
 
 ALLOWED = {**p2.ALLOWED, "defect": ("edge",), "reference.model": tuple(REFERENCE_MODELS)}
 
+VARIABLES = {
+    **p2.VARIABLES,
+    "elastic_constant_error": ("f8", "%", "relative (Frobenius) error of the 6×6 internally "
+                               "relaxed elastic constants C⁰ − MΦ⁺Mᵀ/V of the perfect crystal "
+                               "(those of the far field)", np.nan),
+    "clamped_elastic_constant_error": ("f8", "%", "relative (Frobenius) error of the 6×6 "
+                                       "clamped-ion elastic constants ∂²W_cb of the perfect "
+                                       "crystal", np.nan),
+}
+
 EXPERIMENT = register(Experiment(
     name="p2-dislocations-si-edge",
     description="½[1-10](111) edge quadrupole in diamond Si, Kumagai (2007) reference, elastic "
@@ -38,4 +55,4 @@ EXPERIMENT = register(Experiment(
     check=p2.check, spatial_dimension=2,
     optional_weight_fields=p2.EXPERIMENT.optional_weight_fields,
     weight_attrs=p2.EXPERIMENT.weight_attrs, extra_dims=p2.EXPERIMENT.extra_dims,
-    variables=p2.VARIABLES))
+    variables=VARIABLES))
