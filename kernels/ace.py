@@ -3,10 +3,10 @@
 The model is linear in its coefficients, E = Σ_atoms Σ_B c_B B(environment): pyace's
 ``FinnisSinclairShiftedScaled`` embedding with ``fs_parameters = [1, 1]`` and one density is the
 identity, so the energy row of a structure is the sum over atoms of the B-basis projections and the
-force rows are pyace's ``forces_bfuncs`` (= −∂ energy row / ∂x) — computed by default, for one
-species, by the chain rule through the atomic basis (:mod:`kernels.ace_gradients`, the same rows to
-~1e-14 at a cost linear instead of quadratic in the basis size; several species use pyace's
-``compute_b_grad``, column blocks per species as pyace orders them). ``number_of_functions_per_element``
+force rows are pyace's ``forces_bfuncs`` (= −∂ energy row / ∂x) — computed by default by the chain
+rule through the atomic basis (:mod:`kernels.ace_gradients`, the same rows to ~1e-14 at a cost
+linear instead of quadratic in the basis size; several species too, column blocks per species as
+pyace orders them; ``method="pyace"`` keeps pyace's ``compute_b_grad``). ``number_of_functions_per_element``
 truncates the superset spanned by ``nradmax_by_orders``/``lmax_by_orders`` to exactly that many
 functions when the superset is large enough; the realised size is :attr:`ACEBasis.n_functions`.
 
@@ -199,10 +199,14 @@ class ACEBasis:
         self._cache.pop("tables", None)
 
     def _tables(self):
+        """Chain-rule tables: one :class:`~kernels.ace_gradients.BasisTables` for one species,
+        a list of one per central species (pyace's species order) for several."""
         from .ace_gradients import basis_tables  # noqa: PLC0415
 
         if "tables" not in self._cache:
-            self._cache["tables"] = basis_tables(self._objects().basis)
+            bb = self._objects().basis
+            self._cache["tables"] = (basis_tables(bb) if bb.nelements == 1 else
+                                     [basis_tables(bb, mu) for mu in range(bb.nelements)])
         return self._cache["tables"]
 
     def _species_columns(self, symbols: list[str]):
@@ -237,9 +241,9 @@ class ACEBasis:
             Keep the first k Cartesian components of the force rows (2 for the planar lattice,
             whose z rows are exactly zero).
         method : str
-            ``"chain_rule"`` (single species; :mod:`kernels.ace_gradients`, the same rows to
-            ~1e-14 at a cost linear in the basis size; several species fall back to
-            ``"pyace"``) or ``"pyace"`` (pyace's ``compute_b_grad``, cost quadratic in the basis
+            ``"chain_rule"`` (:mod:`kernels.ace_gradients`, the same rows to ~1e-14 at a cost
+            linear in the basis size; one species, or several with pyace's per-species column
+            blocks) or ``"pyace"`` (pyace's ``compute_b_grad``, cost quadratic in the basis
             size; for several species each atom's energy row placed in its species' block of
             columns).
         n_threads : int
@@ -256,6 +260,14 @@ class ACEBasis:
             E, F = design_rows_chain_rule(self._tables(), objs.basis.radial_functions,
                                           positions_A, cell_A, force_components,
                                           n_threads=n_threads)
+            return DesignRows(E, F)
+        if method == "chain_rule" and objs.basis.nelements > 1:
+            from .ace_gradients import design_rows_chain_rule_species  # noqa: PLC0415
+
+            index = objs.basis.elements_to_index_map
+            E, F = design_rows_chain_rule_species(
+                self._tables(), objs.basis.radial_functions, positions_A, cell_A,
+                [index[s] for s in symbols], force_components, n_threads=n_threads)
             return DesignRows(E, F)
         if method not in ("chain_rule", "pyace"):
             raise ValueError(f"unknown method {method!r}")

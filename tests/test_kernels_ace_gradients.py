@@ -3,7 +3,8 @@
 pyace's ``projections`` / ``forces_bfuncs`` are the independent route (their forces were checked
 against finite differences, pyace-notes.md and tests/test_kernels_ace.py); here the rows built
 from pyace's radial functions and basis specifications must equal them to 1e-10 relative, on
-planar (2D) and bulk (3D) cells and several basis sizes, including the planar shortcut.
+planar (2D) and bulk (3D) cells and several basis sizes, including the planar shortcut, and for
+the two-species Ni–Al basis of P2-NiAl (columns in pyace's species blocks).
 """
 
 import numpy as np
@@ -12,6 +13,7 @@ from ase.build import bulk
 
 from kernels.ace import ACEBasis, ace_potential_config
 from kernels.ace_gradients import basis_tables, design_rows_chain_rule
+from kernels.b2_screw import b2_cubic_cell
 from kernels.lattice import triangular_cell, triangular_sites
 
 R0 = 2.7328662547
@@ -109,3 +111,56 @@ def test_rank5_functions_and_threads():
     E2, F2 = design_rows_chain_rule(tables, objs.basis.radial_functions, P, cell, 2, n_threads=2)
     np.testing.assert_array_equal(E2, E)
     np.testing.assert_array_equal(F2, F)
+
+
+A0_NIAL = 2.85867  # Mishin NiAl B2 lattice constant, Å (tests/test_nial_screw.py)
+
+
+@pytest.mark.parametrize("n_functions,shape", [(20, ([12, 5, 4], [0, 3, 2])),
+                                               (150, ([10, 6, 4, 3], [0, 4, 3, 2]))])
+def test_two_species_rows_equal_pyace(n_functions, shape):
+    """Ni–Al (2 × n functions per element): the default rows of ``design_rows`` (chain rule:
+    tables per central species, A blocks per neighbour species, radial functions per species
+    pair) equal pyace's compute_b_grad rows to 1e-10 relative, in pyace's column layout, on
+    rattled B2 cells with an antisite, every column and component; on two threads identical."""
+    basis = ACEBasis(ace_potential_config(["Ni", "Al"], n_functions, 5.0, *shape))
+    x, c, s = b2_cubic_cell(A0_NIAL, 2)
+    s[5] = "Al"
+    P = x[None] + 0.08 * np.random.default_rng(7).standard_normal((2,) + x.shape)
+    chain = basis.design_rows(P, c, s)
+    ref = basis.design_rows(P, c, s, method="pyace")
+    assert chain.forces.shape == ref.forces.shape == (2, 16, 3, basis.n_functions)
+    _assert_rel(chain.energy, ref.energy)
+    _assert_rel(chain.forces, ref.forces)
+    assert np.abs(ref.forces).max(axis=(0, 1, 2)).min() > 0  # every column is tested
+    assert np.abs(ref.energy).min() > 0
+    threaded = basis.design_rows(P, c, s, n_threads=2)
+    np.testing.assert_array_equal(threaded.energy, chain.energy)
+    np.testing.assert_array_equal(threaded.forces, chain.forces)
+
+
+def test_two_species_rows_of_a_one_species_cell():
+    """A Ni–Al basis on pure fcc Ni (no Al centre, no Al neighbour): the Al block of the energy
+    rows is exactly zero on both routes and the rows equal pyace's."""
+    basis = ACEBasis(ace_potential_config(["Ni", "Al"], 30, 5.0, [12, 5, 4], [0, 3, 2]))
+    atoms = bulk("Ni", "fcc", a=3.52, cubic=True).repeat((2, 2, 2))
+    P = atoms.positions[None] + 0.08 * np.random.default_rng(3).standard_normal((1, 32, 3))
+    s = ["Ni"] * 32
+    chain = basis.design_rows(P, np.array(atoms.cell), s)
+    ref = basis.design_rows(P, np.array(atoms.cell), s, method="pyace")
+    lo, hi = basis._species_columns(["Al"])[0]
+    assert hi - lo == 30
+    assert not np.any(chain.energy[:, lo:hi]) and not np.any(ref.energy[:, lo:hi])
+    _assert_rel(chain.energy, ref.energy)
+    _assert_rel(chain.forces, ref.forces)
+
+
+def test_species_tables_need_the_central_species():
+    basis = ACEBasis(ace_potential_config(["Ni", "Al"], 20, 5.0, [8, 4, 3], [0, 3, 2]))
+    with pytest.raises(ValueError, match="central species"):
+        basis_tables(basis._objects().basis)
+    tables = basis_tables(basis._objects().basis, 1)
+    assert tables.nelements == 2 and tables.n_functions == 20
+    with pytest.raises(ValueError, match="several species"):
+        design_rows_chain_rule(tables, basis._objects().basis.radial_functions,
+                               np.zeros((1, 1, 3)), np.eye(3) * 5)

@@ -1,5 +1,5 @@
-"""P2-NiAl: the a[001] screw quadrupole in B2 NiAl, the two-species ACE rows (pyace's) and the
-stages."""
+"""P2-NiAl: the a[001] screw quadrupole in B2 NiAl, the two-species ACE rows and the stages (the
+chain-rule rows against pyace's compute_b_grad: tests/test_kernels_ace_gradients.py)."""
 
 import numpy as np
 import pytest
@@ -158,27 +158,6 @@ def test_stages_on_a_small_b2_cell(nial_basis):
     cle = dk.fit(nial_basis, rows, data, lat, w.for_observations("E+F+CLE"), "rrqr")
     assert cle.elastic_constant_error_percent < ef.elastic_constant_error_percent
     assert cle.rmse_forces_eV_per_A < 0.1
-
-
-def test_two_species_rows_fall_back_to_pyace():
-    """The chain rule is one-species only: a Ni–Al basis's default rows are pyace's
-    compute_b_grad rows (the same numbers), on a rattled B2 cell with an antisite."""
-    basis = ACEBasis(ace_potential_config(["Ni", "Al"], 20, 5.0, [12, 5, 4], [0, 3, 2]))
-    x, c, s = b2_cubic_cell(A0, 2)
-    s[5] = "Al"
-    P = x[None] + 0.08 * np.random.default_rng(7).standard_normal((2,) + x.shape)
-    default = basis.design_rows(P, c, s)
-    ref = basis.design_rows(P, c, s, method="pyace")
-    np.testing.assert_array_equal(default.energy, ref.energy)
-    np.testing.assert_array_equal(default.forces, ref.forces)
-
-
-def test_chain_rule_tables_refuse_several_species():
-    from kernels.ace_gradients import basis_tables
-
-    basis = ACEBasis(ace_potential_config(["Ni", "Al"], 20, 5.0, [8, 4, 3], [0, 3, 2]))
-    with pytest.raises(ValueError, match="one species"):
-        basis_tables(basis._objects().basis)
 
 
 def test_two_species_function_keys_are_unique(nial_basis):
