@@ -141,7 +141,7 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
     big.n_functions  # build the pyace objects once, before any thread uses them
     if n_workers > 1:
         # threads need the chain-rule rows (pyace's calculator is shared and holds state):
-        # build their tables now (raises for more than one species)
+        # build their tables now
         big._tables()
     order = nested.order
     ncol = len(order) + 1
