@@ -3,6 +3,8 @@
 and a real fitted model's relaxation of the W screw quadrupole reaches the same configuration
 as ase's L-BFGS in far fewer force evaluations."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,8 @@ from kernels import dislocations as dk
 from kernels.ace import ACEBasis, ace_potential_config
 from kernels.b2_screw import NIAL_SCREW
 from kernels.eam import mishin2002_nial, zhou2001_tungsten
-from kernels.hessian_precon_relax import reference_hessian, sparse_hessian
+from kernels.hessian_precon_relax import (HessianPreconditioner, reference_hessian,
+                                          sparse_hessian)
 from kernels.kumagai import kumagai2007_silicon
 from kernels.si_edge import SI_EDGE
 
@@ -66,3 +69,25 @@ def test_fitted_model_relaxes_the_quadrupole_like_lbfgs_in_fewer_evaluations():
     assert p_precon.geometry_error_A == pytest.approx(p_plain.geometry_error_A, rel=1e-4)
     assert p_precon.energy_error_eV == pytest.approx(p_plain.energy_error_eV, abs=1e-6)
     assert 3 * p_precon.relax_steps < p_plain.relax_steps
+    # the multigrid preconditioner (method "auto" above 10,000 coordinates) on the same cell
+    assert sim.precon.resolved_method == "lu"
+    amg = replace(sim, precon=HessianPreconditioner(sim.precon.hessian, method="amg"))
+    p_amg = dk.predict(basis, fitted.coeffs, amg, lat, precon)
+    assert p_amg.geometry_error_A == pytest.approx(p_plain.geometry_error_A, rel=1e-4)
+    assert p_amg.energy_error_eV == pytest.approx(p_plain.energy_error_eV, abs=1e-6)
+    assert 3 * p_amg.relax_steps < p_plain.relax_steps
+
+
+def test_multigrid_solve_matches_lu_to_its_tolerance():
+    model = zhou2001_tungsten()
+    x, cell, sym = dk.bcc_cubic_cell(3.1648, 4)
+    x = x + 0.02 * np.random.default_rng(5).standard_normal(x.shape)
+    H = reference_hessian(model, x, cell, sym)
+    v = np.random.default_rng(6).standard_normal(H.shape[0])
+    lu = HessianPreconditioner(H, method="lu")
+    amg = HessianPreconditioner(H, method="amg", amg_rtol=1e-8)
+    assert HessianPreconditioner(H).resolved_method == "lu"  # 384 coordinates
+    exact = lu.solve(v)
+    assert np.linalg.norm(amg.solve(v) - exact) < 1e-6 * np.linalg.norm(exact)
+    with pytest.raises(ValueError, match="method"):
+        HessianPreconditioner(H, method="cholesky")
