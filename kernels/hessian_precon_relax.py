@@ -123,13 +123,6 @@ def reference_hessian(model, positions_A: np.ndarray, cell_A: np.ndarray, symbol
     return H[keep][:, keep].tocsr()
 
 
-#: Above this many coordinates :class:`HessianPreconditioner` ``method="auto"`` uses algebraic
-#: multigrid instead of an exact LU, whose fill grows faster than the cell: W screw quadrupole,
-#: LU + one solve 4.9 s / 0.58 GB at 4,752 coordinates, 129 s / 2.0 GB at 18,144; multigrid set-up
-#: 0.2 s and 0.9 s, the same 5 relaxation steps (measured with one real fit on both cells).
-LU_MAX_COORDINATES = 10_000
-
-
 @dataclass
 class HessianPreconditioner:
     """(H + μ I)⁻¹ applied to a vector, built on first use (picklable: the factor is rebuilt in
@@ -141,25 +134,28 @@ class HessianPreconditioner:
         Reference Hessian, eV/Å², over n·k coordinates.
     shift : float
         Relative diagonal shift.
-    method : {"auto", "lu", "amg"}
-        ``"lu"``: exact sparse LU (scipy's SuperLU). ``"amg"``: conjugate gradients to relative
-        residual ``amg_rtol`` preconditioned by pyamg's smoothed-aggregation multigrid (memory
-        and set-up linear in the cell; one V-cycle alone was a poor inverse: 61 relaxation steps
-        against LU's 5 on the W quadrupole, CG to 1e-3 gave 5). ``"auto"``: LU up to
-        :data:`LU_MAX_COORDINATES` coordinates, multigrid above.
+    method : {"lu", "amg"}
+        ``"lu"`` (the default): exact sparse LU (scipy's SuperLU); its fill grows faster than
+        the cell (W screw quadrupole: LU + one solve 4.9 s / 0.58 GB at 4,752 coordinates,
+        129 s / 2.0 GB at 18,144). ``"amg"`` (experimental, used by no spec): conjugate gradients
+        to relative residual ``amg_rtol`` preconditioned by pyamg's smoothed-aggregation
+        multigrid, set-up linear in the cell (0.2 s and 0.9 s on those cells; one V-cycle alone
+        was a poor inverse: 61 steps against LU's 5). Not robust: with rtol 1e-3 on the
+        6048-atom W quadrupole 3 of 13 fitted-model relaxations ran 33–38 steps to another
+        minimum (geometry error 3.2 Å) where the LU took 4–5 steps to ȳ_ML.
     amg_rtol : float
         Relative residual of the multigrid-preconditioned CG solves.
     """
 
     hessian: scipy.sparse.csr_matrix
     shift: float = 1e-3
-    method: str = "auto"
+    method: str = "lu"
     amg_rtol: float = 1e-3
     _solve: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.method not in ("auto", "lu", "amg"):
-            raise ValueError(f"method must be 'auto', 'lu' or 'amg', got {self.method!r}")
+        if self.method not in ("lu", "amg"):
+            raise ValueError(f"method must be 'lu' or 'amg', got {self.method!r}")
 
     def __getstate__(self):
         return {"hessian": self.hessian, "shift": self.shift, "method": self.method,
@@ -171,20 +167,13 @@ class HessianPreconditioner:
         self.amg_rtol = state.get("amg_rtol", 1e-3)
         self._solve = None
 
-    @property
-    def resolved_method(self) -> str:
-        """``"lu"`` or ``"amg"``: what ``method`` means for this Hessian's size."""
-        if self.method != "auto":
-            return self.method
-        return "lu" if self.hessian.shape[0] <= LU_MAX_COORDINATES else "amg"
-
     def solve(self, v: np.ndarray) -> np.ndarray:
         """(H + μ I)⁻¹ v (exactly with LU, to ``amg_rtol`` with multigrid)."""
         if self._solve is None:
             H = self.hessian.tocsc()
             mu = self.shift * float(np.mean(H.diagonal()))
             A = H + mu * scipy.sparse.identity(H.shape[0], format="csc")
-            if self.resolved_method == "lu":
+            if self.method == "lu":
                 self._solve = scipy.sparse.linalg.factorized(A.tocsc())
             else:
                 import pyamg  # noqa: PLC0415

@@ -69,8 +69,8 @@ def test_fitted_model_relaxes_the_quadrupole_like_lbfgs_in_fewer_evaluations():
     assert p_precon.geometry_error_A == pytest.approx(p_plain.geometry_error_A, rel=1e-4)
     assert p_precon.energy_error_eV == pytest.approx(p_plain.energy_error_eV, abs=1e-6)
     assert 3 * p_precon.relax_steps < p_plain.relax_steps
-    # the multigrid preconditioner (method "auto" above 10,000 coordinates) on the same cell
-    assert sim.precon.resolved_method == "lu"
+    # the experimental multigrid preconditioner on the same cell
+    assert sim.precon.method == "lu"
     amg = replace(sim, precon=HessianPreconditioner(sim.precon.hessian, method="amg"))
     p_amg = dk.predict(basis, fitted.coeffs, amg, lat, precon)
     assert p_amg.geometry_error_A == pytest.approx(p_plain.geometry_error_A, rel=1e-4)
@@ -86,7 +86,6 @@ def test_multigrid_solve_matches_lu_to_its_tolerance():
     v = np.random.default_rng(6).standard_normal(H.shape[0])
     lu = HessianPreconditioner(H, method="lu")
     amg = HessianPreconditioner(H, method="amg", amg_rtol=1e-8)
-    assert HessianPreconditioner(H).resolved_method == "lu"  # 384 coordinates
     exact = lu.solve(v)
     assert np.linalg.norm(amg.solve(v) - exact) < 1e-6 * np.linalg.norm(exact)
     with pytest.raises(ValueError, match="method"):
