@@ -220,11 +220,17 @@ def test_client_runs_as_a_slurm_job(slurm, clean_store, tiny_spec_path, tmp_path
 
 def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_path, capsys):
     """Workers live 8 ± 1 s (as if their jobs were near walltime) in a 9-point sweep that needs
-    several times that on one worker job: it retires gracefully, adaptivity submits new jobs,
-    and the sweep completes with the values of a clean local run."""
+    more than that on one worker job: it retires gracefully, adaptivity submits new jobs, and
+    the sweep completes with the values of a clean local run.
+
+    The 18 r0 simulation cell makes the work outlast a lifetime: on an idle machine the same
+    grid on a 12 r0 cell took 6.9 s on one local worker (fast fits), less than one lifetime,
+    and on 18 r0 14.2 s (24 r0, 18.7 s, is refused by the duration check: its simulation task
+    is estimated at 5 s, twice that exceeds 8 s)."""
     spec_path = tmp_path / "lifetime.toml"
     spec_path.write_text(tiny_spec_text("lifetime", L="L = [4, 5, 6]",
-                                        basis_size="basis_size = [20, 30, 40]"))
+                                        basis_size="basis_size = [20, 30, 40]",
+                                        size="size = 18"))
     clean = tmp_path / "clean.zarr"
     run_sweep(load_spec(str(spec_path)), clean, local_client, progress=False)
     path = tmp_path / "lifetime.zarr"
