@@ -75,6 +75,16 @@ class KumagaiSi:
         """Interaction range R₂ (Å)."""
         return 3.30
 
+    def _atoms(self, positions_A, cell_A, symbols):
+        """The periodic ase ``Atoms`` of a configuration (Å); refuses species other than Si."""
+        from ase import Atoms  # noqa: PLC0415
+
+        positions_A = np.asarray(positions_A, float)
+        if symbols is not None and any(s != self.symbol for s in symbols):
+            raise ValueError(f"{self.name} knows only {self.symbol}")
+        return Atoms(symbols=[self.symbol] * len(positions_A), positions=positions_A,
+                     cell=np.asarray(cell_A, float), pbc=True)
+
     def evaluate(self, positions_A: np.ndarray, cell_A: np.ndarray,
                  symbols: list[str] | None = None) -> EnergyForcesVirial:
         """Energy (eV), forces (eV/Å) and virial (eV) of one periodic configuration.
@@ -88,14 +98,7 @@ class KumagaiSi:
         symbols : list of str, optional
             Chemical symbols; only "Si" is known (default: all Si).
         """
-        from ase import Atoms  # noqa: PLC0415
-
-        positions_A = np.asarray(positions_A, float)
-        cell_A = np.asarray(cell_A, float)
-        n = len(positions_A)
-        if symbols is not None and any(s != self.symbol for s in symbols):
-            raise ValueError(f"{self.name} knows only {self.symbol}")
-        atoms = Atoms(symbols=[self.symbol] * n, positions=positions_A, cell=cell_A, pbc=True)
+        atoms = self._atoms(positions_A, cell_A, symbols)
         calc = self.calculator()
         calc.calculate(atoms, ["energy", "forces", "stress"], ["positions", "cell"])
         r = calc.results
@@ -103,21 +106,15 @@ class KumagaiSi:
         if s.shape == (6,):
             xx, yy, zz, yz, xz, xy = s
             s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-        virial = -s * abs(np.linalg.det(cell_A))
+        virial = -s * abs(np.linalg.det(np.asarray(cell_A, float)))
         return EnergyForcesVirial(float(r["energy"]), np.array(r["forces"], float), virial)
 
     def hessian_eV_per_A2(self, positions_A: np.ndarray, cell_A: np.ndarray,
                           symbols: list[str] | None = None):
         """Analytic Hessian ∂²E/∂x∂x (eV/Å²), symmetric sparse (3n × 3n) CSR, from matscipy's
         ``Manybody.get_hessian`` (tested against central differences of the forces)."""
-        from ase import Atoms  # noqa: PLC0415
-
-        positions_A = np.asarray(positions_A, float)
-        if symbols is not None and any(s != self.symbol for s in symbols):
-            raise ValueError(f"{self.name} knows only {self.symbol}")
-        atoms = Atoms(symbols=[self.symbol] * len(positions_A), positions=positions_A,
-                      cell=np.asarray(cell_A, float), pbc=True)
-        H = self.calculator().get_hessian(atoms, format="sparse")
+        H = self.calculator().get_hessian(self._atoms(positions_A, cell_A, symbols),
+                                          format="sparse")
         return (0.5 * (H + H.T)).tocsr()
 
 
