@@ -58,8 +58,9 @@ from .ard import solve_ard
 from .elasticity import cauchy_born_derivatives, elastic_rows
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .least_squares import solve_rrqr, weighted_system
-from .hessian_precon_relax import HessianPreconditioner, reference_hessian, relax_preconditioned
-from .point_defects import HESSIAN_LBFGS, Observations, Prediction, RelaxOptions
+from .hessian_precon_relax import HessianPreconditioner
+from .point_defects import (Observations, Prediction, RelaxOptions, reference_optimizer,
+                            reference_preconditioner, relax_fitted)
 from .relax import relax
 from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
 
@@ -294,23 +295,9 @@ def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               reference_optimizer(options))
-    precon = None
-    if options.optimizer == HESSIAN_LBFGS:
-        precon = HessianPreconditioner(reference_hessian(model, r.positions_A, c.cell_A, sym))
+    precon = reference_preconditioner(model, r.positions_A, c.cell_A, sym, 3, options)
     return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
                                r.energy_eV, r.n_steps, tuple(sym), precon)
-
-
-def reference_optimizer(options: RelaxOptions) -> str:
-    """The optimiser of the reference relaxations: ``options.optimizer``, except that
-    ``"hessian-lbfgs"`` (which needs the reference Hessian at the minimum it is looking for)
-    relaxes the reference cells with ase's ``"lbfgs"``, as :mod:`kernels.point_defects` does.
-
-    So ȳ_L and ȳ are those of an ``"lbfgs"`` spec bit for bit. (ase's ``"precon-lbfgs"`` was
-    4× faster on the 1584-atom W quadrupole, but it relaxed the L = 14 a0 W training cell to
-    another minimum at the same tolerance: the fits' geometry errors changed from 0.049 to
-    0.18 Å.)"""
-    return "lbfgs" if options.optimizer == HESSIAN_LBFGS else options.optimizer
 
 
 def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: float
@@ -508,14 +495,7 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     model = ACEModel(basis, coeffs)
     sym = _symbols(sim, len(sim.positions0_A), system)
     e_pred_ml = model.evaluate(sim.predictor_A, sim.cell_A, sym).energy_eV
-    if options.optimizer == HESSIAN_LBFGS:
-        if sim.precon is None:
-            raise ValueError("hessian-lbfgs needs the simulation reference's Hessian")
-        r = relax_preconditioned(model, sim.positions_A, sim.cell_A, sym, sim.precon, 3,
-                                 options.fmax_eV_per_A, options.max_steps)
-    else:
-        r = relax(model, sim.positions_A, sim.cell_A, sym, options.fmax_eV_per_A,
-                  options.max_steps, options.optimizer)
+    r = relax_fitted(model, sim.positions_A, sim.cell_A, sym, sim.precon, 3, options)
     x, c, s = system.perfect_cell(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
     return Prediction(
