@@ -43,6 +43,18 @@ class EnergyForcesVirial:
     forces_eV_per_A: np.ndarray
     virial_eV: np.ndarray
 
+    @classmethod
+    def from_ase_results(cls, results: dict, cell_A: np.ndarray) -> "EnergyForcesVirial":
+        """From an ase calculator's ``results`` (energy eV, forces eV/Å, stress eV/Å³ as Voigt
+        xx, yy, zz, yz, xz, xy or 3 × 3) of a periodic cell with rows ``cell_A`` (Å):
+        virial = −stress × volume."""
+        s = np.asarray(results["stress"], float)
+        if s.shape == (6,):
+            xx, yy, zz, yz, xz, xy = s
+            s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        virial = -s * abs(np.linalg.det(np.asarray(cell_A, float)))
+        return cls(float(results["energy"]), np.array(results["forces"], float), virial)
+
 
 @dataclass(frozen=True)
 class FinnisSinclair:

@@ -101,13 +101,7 @@ class KumagaiSi:
         atoms = self._atoms(positions_A, cell_A, symbols)
         calc = self.calculator()
         calc.calculate(atoms, ["energy", "forces", "stress"], ["positions", "cell"])
-        r = calc.results
-        s = np.asarray(r["stress"], float)
-        if s.shape == (6,):
-            xx, yy, zz, yz, xz, xy = s
-            s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-        virial = -s * abs(np.linalg.det(np.asarray(cell_A, float)))
-        return EnergyForcesVirial(float(r["energy"]), np.array(r["forces"], float), virial)
+        return EnergyForcesVirial.from_ase_results(calc.results, cell_A)
 
     def hessian_eV_per_A2(self, positions_A: np.ndarray, cell_A: np.ndarray,
                           symbols: list[str] | None = None):

@@ -141,13 +141,7 @@ class NRLTightBinding:
         pot = self._potential(self.mesh(cell_A))
         atoms = Atoms(symbols=symbols, positions=positions_A, cell=cell_A, pbc=True)
         pot.calculate(atoms, properties=["energy", "forces", "stress"])
-        r = pot.results
-        s = np.asarray(r["stress"], float)
-        if s.shape == (6,):
-            xx, yy, zz, yz, xz, xy = s
-            s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-        virial = -s * abs(np.linalg.det(cell_A))
-        return EnergyForcesVirial(float(r["energy"]), np.array(r["forces"], float), virial)
+        return EnergyForcesVirial.from_ase_results(pot.results, cell_A)
 
 
 def bernstein2000_si_sp(kpoint_length_A: float = 20.0) -> NRLTightBinding:
