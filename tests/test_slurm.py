@@ -50,6 +50,20 @@ def _slurm_flags(log_dir: Path, max_jobs: int = 2) -> list[str]:
             "--log-directory", str(log_dir)]
 
 
+def _pauser():
+    """A function for ``Client.run`` that pauses a worker: it finishes the task it is running and
+    starts no other, as distributed does under memory pressure; it is never resumed. (Nested,
+    so that it is pickled by value: the workers cannot import this test module.)"""
+    def pause(dask_worker) -> None:
+        from distributed.core import Status  # noqa: PLC0415
+
+        # the memory monitor would resume a paused worker whose memory is low
+        dask_worker.memory_manager.memory_pause_fraction = False
+        dask_worker.status = Status.paused
+
+    return pause
+
+
 # --------------------------------------------------------------------------- no SLURM needed
 
 def test_walltime_arithmetic():
@@ -149,10 +163,12 @@ def test_sweep_through_slurm_equals_local(slurm, clean_store, tiny_spec_path, tm
 
 def test_cancelled_worker_job_is_replaced_and_sweep_completes(slurm, clean_store,
                                                               tiny_spec_path, tmp_path):
+    """One worker job at a time, cancelled while it runs a point: only a job submitted after
+    it can finish the sweep, so the replacement is needed by construction, not by timing."""
     spec = load_spec(str(tiny_spec_path))
     path = tmp_path / "scancel.zarr"
     settings = sc.slurm_settings(cores=1, memory="1GB", walltime="00:10:00", queue="debug",
-                                 interface="lo", max_jobs=2, log_directory=str(tmp_path))
+                                 interface="lo", max_jobs=1, log_directory=str(tmp_path))
     # notice a vanished job quickly (the deploy config uses 15 s)
     with dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"}):
         client = sc.slurm_cluster(settings)
@@ -218,30 +234,58 @@ def test_client_runs_as_a_slurm_job(slurm, clean_store, tiny_spec_path, tmp_path
     assert_same_values(path, clean_store)
 
 
-def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_path, capsys):
-    """Workers live 8 ± 1 s (as if their jobs were near walltime) in a 9-point sweep that needs
-    more than that on one worker job: it retires gracefully, adaptivity submits new jobs, and
-    the sweep completes with the values of a clean local run.
+def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_path):
+    """Workers live 8 ± 1 s (as if their jobs were near walltime) in a 9-point sweep on one job
+    at a time: the worker that reaches its lifetime retires gracefully, adaptivity submits a
+    new job, and the sweep completes with the values of a clean local run.
 
-    The 18 r0 simulation cell makes the work outlast a lifetime: on an idle machine the same
-    grid on a 12 r0 cell took 6.9 s on one local worker (fast fits), less than one lifetime,
-    and on 18 r0 14.2 s (24 r0, 18.7 s, is refused by the duration check: its simulation task
-    is estimated at 5 s, twice that exceeds 8 s)."""
+    That a lifetime is reached mid-sweep holds by construction, whatever the machine's speed:
+    once the first worker has started a point, the test pauses it (the state distributed puts
+    a worker in under memory pressure), so it runs no further task while its lifetime clock
+    runs out; its replacement is never paused and finishes the sweep."""
     spec_path = tmp_path / "lifetime.toml"
     spec_path.write_text(tiny_spec_text("lifetime", L="L = [4, 5, 6]",
-                                        basis_size="basis_size = [20, 30, 40]",
-                                        size="size = 18"))
+                                        basis_size="basis_size = [20, 30, 40]"))
+    spec = load_spec(str(spec_path))
     clean = tmp_path / "clean.zarr"
-    run_sweep(load_spec(str(spec_path)), clean, local_client, progress=False)
+    run_sweep(spec, clean, local_client, progress=False)
     path = tmp_path / "lifetime.zarr"
     logs = tmp_path / "logs"
-    # one job at a time: once its worker retires, only a replacement job can finish the sweep
-    rc = sweep_main(["run", str(spec_path), "--store", str(path), "--no-progress",
-                     *_slurm_flags(logs, max_jobs=1), "--lifetime", "8s",
-                     "--lifetime-stagger", "1s"])
-    out = capsys.readouterr()
-    assert rc == 0, out.out + out.err + slurm.log_tail()
-    assert parse_summary(out.out) == {"done": 9, "failed": 0, "skipped": 0, "remaining": 0}
+    settings = sc.slurm_settings(cores=1, memory="1GB", walltime="00:10:00", queue="debug",
+                                 interface="lo", max_jobs=1, log_directory=str(logs),
+                                 lifetime="8s", lifetime_stagger="1s")
+    assert (settings["lifetime_s"], settings["stagger_s"]) == (8, 1)
+    client = sc.slurm_cluster(settings)
+    assert "--lifetime 8s --lifetime-stagger 1s" in client._owned_cluster.job_script()
+    out = {}
+
+    def run():
+        try:
+            out["summary"] = run_sweep(spec, path, client, progress=False)
+        except BaseException as e:  # noqa: BLE001
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    paused, deadline = None, time.monotonic() + 240
+    try:
+        while t.is_alive() and time.monotonic() < deadline:
+            if paused is None:
+                for addr, keys in client.processing().items():
+                    if any(str(k).startswith("point") for k in keys):
+                        client.run(_pauser(), workers=[addr])
+                        paused = addr
+                        break
+            time.sleep(0.1)
+        t.join(timeout=5)
+    finally:
+        client.close()
+    assert not t.is_alive(), "the sweep did not finish after its worker was paused"
+    if "error" in out:
+        raise out["error"]
+    assert paused is not None, "no worker was ever seen running a point"
+    s = out["summary"]
+    assert (s.done, s.failed, s.remaining) == (spec.n_points, 0, 0), s
     worker_logs = [p.read_text() for p in logs.glob("*.err")]
     retired = sum("worker-lifetime-reached" in text for text in worker_logs)
     assert retired >= 1, f"no worker reached its lifetime ({len(worker_logs)} worker jobs)"
