@@ -30,6 +30,7 @@ from sweep.spec import load_spec
 
 JOBQUEUE_YAML = REPO / "deploy" / "slurm" / "jobqueue.yaml"
 CLIENT_SBATCH = REPO / "deploy" / "slurm" / "sweep-client.sbatch"
+PAUSE_PRELOAD = Path(__file__).parent / "slurm" / "pause_after_first_point.py"
 
 
 def _flatten(cfg: dict, prefix: str = "") -> dict:
@@ -296,9 +297,17 @@ def test_workers_reaching_their_lifetime_are_replaced(slurm, local_client, tmp_p
 def test_client_job_resubmits_itself_near_walltime(slurm, clean_store, tiny_spec_path, tmp_path):
     """RESUBMIT=1: the USR1 that SLURM sends before the client job's walltime (sent here by
     hand, once a point is written) makes the client stop cleanly and submit a copy of itself,
-    which resumes: every point is computed once over the two jobs."""
+    which resumes: every point is computed once over the two jobs.
+
+    That the signal arrives mid-sweep holds by construction, whatever the machine's speed: the
+    first worker pauses for good once it has finished a point (a worker preload,
+    tests/slurm/pause_after_first_point.py), and the test signals only after that pause; the
+    resubmitted client's worker is never paused and finishes the sweep."""
     path = tmp_path / "resubmit.zarr"
+    marker = tmp_path / "paused"
     env = {**slurm.env(), "SWEEP_PYTHON": sys.executable, "RESUBMIT": "1",
+           "PAUSE_MARKER": str(marker),
+           "DASK_DISTRIBUTED__WORKER__PRELOAD": repr([str(PAUSE_PRELOAD)]),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
                                          if p)}
     r = subprocess.run(
@@ -316,9 +325,14 @@ def test_client_job_resubmits_itself_near_walltime(slurm, clean_store, tiny_spec
         except Exception:  # noqa: BLE001 - not created yet
             return 0
 
-    while n_done() < 1 and time.monotonic() < deadline:
+    def paused() -> bool:
+        return marker.exists() and marker.read_text().strip() == "paused"
+
+    while not (paused() and n_done() >= 1) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert n_done() >= 1, slurm.log_tail()
+    assert paused() and n_done() >= 1, slurm.log_tail()
+    # the paused worker finishes at most the task it was running: points remain for the copy
+    assert n_done() < 4
     slurm.run("scancel", "--batch", "--signal=USR1", first)
     while time.monotonic() < deadline:
         outs = list(tmp_path.glob("*client-*.out"))  # the copy writes sweep-client-JOBID.out
