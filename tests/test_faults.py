@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import pytest
+from hold_preload import hold_env, paused_workers
 from slurm_fixture import (assert_same_values, parse_summary, parse_tasks, sweep_cmd,
                            tiny_spec_text)
 
@@ -100,9 +101,13 @@ def test_client_sigkilled_mid_sweep_resumes_without_recomputing(clean_store, tin
     path = tmp_path / "killed-client.zarr"
     cmd = sweep_cmd("run", str(tiny_spec_path), "--store", str(path), "--workers", "2",
                     "--no-progress")
+    # the workers are held at their first point (tests/hold_preload.py), so the client is
+    # killed with points pending whatever the machine's speed
+    hold = tmp_path / "hold"
+    hold.touch()
     # own session: the client and the LocalCluster it starts form one process group
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(), start_new_session=True)
+                            env={**_env(), **hold_env(hold)}, start_new_session=True)
     try:
         _wait(lambda: _n_done(path) >= 1, 180, "the first finished point", proc)
         os.kill(proc.pid, signal.SIGKILL)  # the client, mid-sweep
@@ -182,20 +187,24 @@ def test_second_sweep_on_the_same_store_refuses(local_client, clean_store, tiny_
     path = tmp_path / "shared.zarr"
     addr = local_client.scheduler.address
     args = ("run", str(tiny_spec_path), "--store", str(path), "--no-progress")
-    # the first on its own one-worker LocalCluster (slow enough to be caught mid-sweep), the
-    # second on the running scheduler (it gets to the lock within seconds)
+    # the first on its own one-worker LocalCluster, the second on the running scheduler
+    # the first sweep's worker is held at its first point (tests/hold_preload.py) until the
+    # second has been refused: the first is mid-sweep then, whatever the machine's speed
+    hold = tmp_path / "hold"
+    hold.touch()
     first = subprocess.Popen(sweep_cmd(*args, "--workers", "1"), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=_env())
+                             stderr=subprocess.PIPE, text=True, env={**_env(), **hold_env(hold)})
     cmd = sweep_cmd(*args, "--scheduler", addr)
     lock = path.with_name(path.name + ".lock")
     try:
-        _wait(lambda: path.exists() and lock.exists() and "pid" in lock.read_text(), 120,
-              "the first sweep to hold the store", first)
+        _wait(lambda: path.exists() and lock.exists() and "pid" in lock.read_text()
+              and paused_workers(hold), 120, "the first sweep to hold the store", first)
         second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
         assert first.poll() is None, "the first sweep ended before the second started"
         assert second.returncode == 2, second.stdout + second.stderr
         assert "another sweep is writing" in second.stderr
         assert f"pid {first.pid}" in second.stderr
+        hold.unlink()
         out, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:

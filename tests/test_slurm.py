@@ -20,6 +20,7 @@ from pathlib import Path
 import dask
 import pytest
 import yaml
+from hold_preload import hold_env, paused_workers
 from slurm_fixture import (REPO, assert_same_values, parse_summary, parse_tasks,
                            tiny_spec_text)
 
@@ -30,7 +31,6 @@ from sweep.spec import load_spec
 
 JOBQUEUE_YAML = REPO / "deploy" / "slurm" / "jobqueue.yaml"
 CLIENT_SBATCH = REPO / "deploy" / "slurm" / "sweep-client.sbatch"
-PAUSE_PRELOAD = Path(__file__).parent / "slurm" / "pause_after_first_point.py"
 
 
 def _flatten(cfg: dict, prefix: str = "") -> dict:
@@ -300,14 +300,13 @@ def test_client_job_resubmits_itself_near_walltime(slurm, clean_store, tiny_spec
     which resumes: every point is computed once over the two jobs.
 
     That the signal arrives mid-sweep holds by construction, whatever the machine's speed: the
-    first worker pauses for good once it has finished a point (a worker preload,
-    tests/slurm/pause_after_first_point.py), and the test signals only after that pause; the
-    resubmitted client's worker is never paused and finishes the sweep."""
+    client job's worker is held (tests/hold_preload.py: it finishes the point it has started and
+    starts nothing else) until the first client job has left the queue; the test signals only
+    once the worker is held and a point is written."""
     path = tmp_path / "resubmit.zarr"
-    marker = tmp_path / "paused"
-    env = {**slurm.env(), "SWEEP_PYTHON": sys.executable, "RESUBMIT": "1",
-           "PAUSE_MARKER": str(marker),
-           "DASK_DISTRIBUTED__WORKER__PRELOAD": repr([str(PAUSE_PRELOAD)]),
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = {**slurm.env(), "SWEEP_PYTHON": sys.executable, "RESUBMIT": "1", **hold_env(hold),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
                                          if p)}
     r = subprocess.run(
@@ -325,15 +324,14 @@ def test_client_job_resubmits_itself_near_walltime(slurm, clean_store, tiny_spec
         except Exception:  # noqa: BLE001 - not created yet
             return 0
 
-    def paused() -> bool:
-        return marker.exists() and marker.read_text().strip() == "paused"
-
-    while not (paused() and n_done() >= 1) and time.monotonic() < deadline:
+    while not (paused_workers(hold) and n_done() >= 1) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert paused() and n_done() >= 1, slurm.log_tail()
-    # the paused worker finishes at most the task it was running: points remain for the copy
-    assert n_done() < 4
+    assert paused_workers(hold) and n_done() >= 1, slurm.log_tail()
+    assert n_done() < 4  # held: one point per worker job at most
     slurm.run("scancel", "--batch", "--signal=USR1", first)
+    while first in slurm.jobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    hold.unlink()  # the resubmitted client's worker runs freely (or resumes, if it was held)
     while time.monotonic() < deadline:
         outs = list(tmp_path.glob("*client-*.out"))  # the copy writes sweep-client-JOBID.out
         if len(outs) >= 2 and not slurm.jobs() and n_done() == 4:
