@@ -7,8 +7,9 @@ bulk-energy row (the papers' loss). One design pass per energy weighting (the we
 the energy rows before they are factored, :mod:`kernels.point_defect_slices`), then every basis
 size and weight form from its factors.
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/p1_fit_conventions.py [L] [sizes]``
-(``sizes`` comma-separated; default 51,211,383,668,1119,1809,2849). Prints one line per fit and
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/p1_fit_conventions.py [L] [sizes] [seed]``
+(``sizes`` comma-separated, default 51,211,383,668,1119,1809,2849; ``seed`` replaces the spec's
+``training.seed``, 2022, to draw other training and test sets). Prints one line per fit and
 a Markdown table at the end. Minutes on one core at L = 8 (≈ 35 s per design pass).
 """
 
@@ -21,15 +22,17 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from kernels.least_squares import ENERGY_WEIGHTINGS, WEIGHT_FORMS  # noqa: E402
 from sweep import tasks  # noqa: E402
 from sweep.experiments.p1_point_defects import training_seeds  # noqa: E402
-from sweep.spec import load_spec  # noqa: E402
+from sweep.spec import load_spec, parse_spec  # noqa: E402
 
 #: P1 Table 2 at L = 8 r0: basis size → (ε_E meV/atom, ε_F eV/Å).
 PAPER_L8 = {383: (0.271, 0.128), 668: (0.209, 0.114), 1119: (0.127, 0.084),
             1809: (0.092, 0.038), 2849: (0.102, 0.034)}
 
 
-def main(L: int = 8, sizes=(51, 211, 383, 668, 1119, 1809, 2849)):
+def main(L: int = 8, sizes=(51, 211, 383, 668, 1119, 1809, 2849), seed: int | None = None):
     spec = load_spec("p1-vacancies")
+    if seed is not None:
+        spec = parse_spec(spec.text.replace("seed = 2022", f"seed = {seed}"), "p1-vacancies")
     p = spec.params
     ref = p["reference"]["model"]
     w = spec.weights["WE100-WF1"]
@@ -38,7 +41,7 @@ def main(L: int = 8, sizes=(51, 211, 383, 668, 1119, 1809, 2849)):
     data = tasks.training(ref, lat, L, "vacancy", p["training"],
                           *training_seeds(spec, "vacancy", L), p["relax"])
     n = data.train.positions_A.shape[1]
-    print(f"L = {L} r0, {n} atoms, N_train {p['training']['n_train']}, "
+    print(f"L = {L} r0, training.seed {p['training']['seed']}, {n} atoms, N_train {p['training']['n_train']}, "
           f"N_test {p['training']['n_test']}, W_E {w['energy']}, W_F {w['forces']}", flush=True)
     table = {}
     for ew in ENERGY_WEIGHTINGS:
@@ -72,4 +75,4 @@ if __name__ == "__main__":
     L = int(args[0]) if args else 8
     sizes = [int(s) for s in args[1].split(",")] if len(args) > 1 else \
         (51, 211, 383, 668, 1119, 1809, 2849)
-    main(L, sizes)
+    main(L, sizes, int(args[2]) if len(args) > 2 else None)

@@ -157,7 +157,7 @@ EXPERIMENT = register(Experiment(
                 "training cells with per-cell weights, FS W reference (P1 §4.2.1)",
     fixed=FIXED, allowed=ALLOWED, build=build, check=check, optional=OPTIONAL,
     optional_weight_fields={f"{k}_{q}": math.nan for k in KINDS for q in ("energy", "forces")},
-    weight_attrs={"energy": ("default energy weight W_E (on energies per atom)", "1"),
+    weight_attrs={"energy": ("default energy weight W_E (on energies as fit.energy_weighting says: total by default)", "1"),
                   "forces": ("default force weight W_F", "1"),
                   **{f"{k}_{q}": (f"{q} weight of the {k} training cell (NaN: the default)", "1")
                      for k in KINDS for q in ("energy", "forces")}},

@@ -203,7 +203,7 @@ EXPERIMENT = register(Experiment(
                 "(P2 §4.2.1)",
     fixed=FIXED, allowed=ALLOWED, build=build, check=check, spatial_dimension=2,
     optional=OPTIONAL, optional_weight_fields={"elastic": 0.0, "nonlinear_elastic": 0.0},
-    weight_attrs={"energy": ("energy weight W_E (on energies per atom)", "1"),
+    weight_attrs={"energy": ("energy weight W_E (on energies as fit.energy_weighting says: total by default)", "1"),
                   "forces": ("force weight W_F", "1"),
                   "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb per atom, eV; P2 eq. A.6)",
                               "1"),
