@@ -18,8 +18,11 @@ Same pattern as :mod:`kernels.point_defects`; the sweep layer maps each stage on
    bcc nearest-neighbour stencil (8 neighbours) of the perfect sites x₀, energy errors.
 
 Observation sets (P2 Fig. 5): ``"E+F"`` (W_V1 = W_V2 = 0), ``"E+F+CLE"`` (W_V2 = 0),
-``"E+F+CLE+NL"`` (all). The bulk energy per atom of the perfect crystal is one extra energy row
-(weight W_E), as in :mod:`kernels.point_defects`, so that formation energies are identifiable.
+``"E+F+CLE+NL"`` (all). The energy of the perfect crystal can be one extra energy row (weight
+W_E, ``fit(..., bulk_energy_row=True)``), as in :mod:`kernels.point_defects`, so that formation
+energies are identifiable; P2 eq. (4.16) has no such row, so it is off by default. The energy
+rows follow ``energy_weighting`` and the weights ``weight_form``, as in P1
+(:mod:`kernels.least_squares`).
 
 Rattle (P2 §4.1.2, "randomly perturb atom positions from ȳ_L by α"): P2's code is JuLIP, whose
 ``rattle!(at, α)`` adds α·(2/√3)·(U − ½) to every Cartesian component, U uniform on [0, 1). Each
@@ -57,7 +60,8 @@ from .ace import ACEBasis, ACEModel, DesignRows
 from .ard import solve_ard
 from .elasticity import cauchy_born_derivatives, elastic_rows
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
-from .least_squares import solve_rrqr, weighted_system
+from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
+                            row_weight, solve_rrqr, weighted_system)
 from .hessian_precon_relax import HessianPreconditioner
 from .point_defects import (Observations, Prediction, RelaxOptions, reference_optimizer,
                             reference_preconditioner, relax_fitted)
@@ -257,6 +261,8 @@ class FitResult:
     elastic_constant_error_percent: float
     fit_time_s: float
     clamped_elastic_constant_error_percent: float = float("nan")
+    #: whether the fit had the perfect crystal's energy row (formation energies identifiable)
+    bulk_energy_observed: bool = False
 
 
 def lattice_reference(model, system: DislocationSystem | None = None) -> LatticeReference:
@@ -390,9 +396,18 @@ def volume_per_atom_A3(a0_A: float, system: DislocationSystem) -> float:
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weights: Weights, solver: str = "rrqr", rtol: float = 1e-6,
-        system: DislocationSystem | None = None) -> FitResult:
-    """Minimise Σ_R W_E|E/n − Ẽ/n|² + W_F|F − F̃|² + W_V1‖∂²W − ∂²W̃‖² + W_V2‖∂³W − ∂³W̃‖²
-    (P2 eq. 4.16; all 36 and 216 tensor entries) plus the bulk energy per atom (W_E).
+        system: DislocationSystem | None = None, bulk_energy_row: bool = False,
+        energy_weighting: str = DEFAULT_ENERGY_WEIGHTING,
+        weight_form: str = DEFAULT_WEIGHT_FORM) -> FitResult:
+    """Minimise Σ_R W_E|s_n (E − Ẽ)|² + W_F|F − F̃|² + W_V1‖∂²W − ∂²W̃‖² + W_V2‖∂³W − ∂³W̃‖²
+    (P2 eq. 4.16; all 36 and 216 tensor entries).
+
+    s_n is 1 (total energies, eq. 4.16 as written), 1/n or 1/√n (the papers' codes) for
+    ``energy_weighting`` ``"total"``, ``"per-atom"``, ``"sqrt-n"``
+    (:data:`kernels.least_squares.ENERGY_WEIGHTINGS`); with ``weight_form = "residual"`` every
+    weight multiplies its residual instead of the squared residual (W² in the sum).
+    ``bulk_energy_row`` adds W_E|s_n (E_perfect − Ẽ_perfect)|² of the perfect crystal (not in
+    P2; it makes the model's bulk energy, hence formation energies, identifiable).
 
     The elastic residuals are per atom, as in P2: its W_cb(F) = V(F·Λ*) (eq. A.6) is the site
     energy, so ∂²W and ∂³W enter in eV per atom — the per-volume derivatives of
@@ -425,10 +440,15 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
     n = data.train.positions_A.shape[1]
     B = rows.n_basis
     n_p = data.perfect.positions_A.shape[1]
-    blocks = [(rows.train.energy / n, data.train.energy_eV / n, weights.energy),
+    s_n, s_p = energy_row_scale(n, energy_weighting), energy_row_scale(n_p, energy_weighting)
+    weights = Weights(*(row_weight(w, weight_form) for w in
+                        (weights.energy, weights.forces, weights.elastic,
+                         weights.nonlinear_elastic)))
+    blocks = [(rows.train.energy * s_n, data.train.energy_eV * s_n, weights.energy),
               (rows.train.forces.reshape(-1, B), data.train.forces_eV_per_A.reshape(-1),
-               weights.forces),
-              (rows.perfect.energy / n_p, data.perfect.energy_eV / n_p, weights.energy)]
+               weights.forces)]
+    if bulk_energy_row:
+        blocks.append((rows.perfect.energy * s_p, data.perfect.energy_eV * s_p, weights.energy))
     omega = volume_per_atom_A3(lattice.a0_A, system or W_SCREW)
     if weights.elastic > 0:
         # The CLE block: ∂²W_cb (elastic constants) and the zero stress ∂W_cb = 0 of the
@@ -477,7 +497,8 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
                                              / np.linalg.norm(C_ref)),
         fit_time_s=fit_time,
         clamped_elastic_constant_error_percent=float(100 * np.linalg.norm(C0_ml - C0_ref)
-                                                     / np.linalg.norm(C0_ref)))
+                                                     / np.linalg.norm(C0_ref)),
+        bulk_energy_observed=bool(bulk_energy_row and weights.energy > 0))
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
@@ -488,7 +509,8 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     Geometry error: stencil of the perfect sites x₀ (``system.neighbour_cutoff``: the 8
     nearest neighbours in bcc and B2, 4 in diamond), periodic.
     Energy error: each model's energy measured from its own value at the CLE predictor.
-    Formation-energy error: each model against its own perfect crystal (n·e_bulk).
+    Formation-energy error: each model against its own perfect crystal (n·e_bulk); meaningful
+    only for a fit with the bulk-energy row (:attr:`FitResult.bulk_energy_observed`).
     """
     system = system or W_SCREW
     t0 = time.perf_counter()

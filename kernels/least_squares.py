@@ -18,12 +18,74 @@ import numpy as np
 import scipy.linalg
 
 __all__ = ["LstsqSolution", "solve_rrqr", "solve_rrqr_reduced", "truncated_pivoted_qr",
-           "weighted_system", "TIE_BREAK"]
+           "weighted_system", "TIE_BREAK", "ENERGY_WEIGHTINGS", "DEFAULT_ENERGY_WEIGHTING",
+           "WEIGHT_FORMS", "DEFAULT_WEIGHT_FORM", "energy_row_scale", "row_weight"]
 
 #: Relative spread of the scaled column norms that breaks pivoting ties by column order; large
 #: against the error of LAPACK's downdated partial norms (≲ √ε ≈ 1.5e-8), small against any
 #: truncation decision that is not a tie.
 TIE_BREAK = 1e-6
+
+
+#: How an energy observation of a configuration of N atoms enters the residual vector, given its
+#: weight W_E (the fits of :mod:`kernels.point_defects`, :mod:`kernels.point_defect_slices` and
+#: :mod:`kernels.dislocations` all use these):
+#:
+#: ``"total"``
+#:     the total energy, residual √W_E (E − Ẽ): P1 eq. (4.2) and P2 eq. (4.16) as written;
+#: ``"per-atom"``
+#:     the energy per atom, residual √W_E (E − Ẽ)/N;
+#: ``"sqrt-n"``
+#:     residual √W_E (E − Ẽ)/√N: the papers' own fitting codes. IPFitting.jl (P1's era, commit
+#:     21617f5, ``src/datatypes.jl`` line 29: ``weighthook(::ValE, d::Dat) = 1.0 /
+#:     sqrt(length(d.at))``, multiplied into the energy weight in ``src/lsq.jl`` line 145) and
+#:     ACEpotentials.jl (commit 12b4422, ``src/atoms_data.jl`` line 206: ``w[i] =
+#:     d.weights["E"] / sqrt(length(d.system))``) both divide the energy weight by √N.
+#:
+#: (With W on the squared residual; see :data:`WEIGHT_FORMS` for the other reading of W.)
+ENERGY_WEIGHTINGS = ("total", "per-atom", "sqrt-n")
+#: The default of every fit and spec (chosen by measurement: see the README's "Fit conventions").
+DEFAULT_ENERGY_WEIGHTING = "total"
+
+#: What a weight W multiplies:
+#:
+#: ``"squared-residual"``
+#:     the loss Σ W |r|², rows scaled by √W: P1 eq. (4.2), P2 eqs. (2.7), (4.16) as written;
+#: ``"residual"``
+#:     the residual itself, loss Σ W² |r|², rows scaled by W: the papers' codes. IPFitting.jl
+#:     ``src/lsq.jl`` lines 306–307 (``Y = Diagonal(W) * Y; lmul!(Diagonal(W), Ψ)``) and ACEfit.jl
+#:     (commit daa09c6, ``src/fit.jl`` lines 12–13, ``lmul!(Diagonal(W), A); Y = W .* Y``), which
+#:     ACEpotentials.jl's ``weight_vector`` feeds.
+WEIGHT_FORMS = ("squared-residual", "residual")
+#: The default of every fit and spec (see the README's "Fit conventions").
+DEFAULT_WEIGHT_FORM = "squared-residual"
+
+
+def energy_row_scale(n_atoms, energy_weighting: str = DEFAULT_ENERGY_WEIGHTING):
+    """Factor by which an energy row (and its observed energy, eV) of a configuration of
+    ``n_atoms`` atoms is multiplied before its weight is applied: 1, 1/N or 1/√N for
+    ``"total"``, ``"per-atom"``, ``"sqrt-n"`` (:data:`ENERGY_WEIGHTINGS`). ``n_atoms`` may be an
+    array (one entry per configuration)."""
+    if energy_weighting not in ENERGY_WEIGHTINGS:
+        raise ValueError(f"unknown energy_weighting {energy_weighting!r}; allowed: "
+                         f"{', '.join(ENERGY_WEIGHTINGS)}")
+    n = np.asarray(n_atoms, float)
+    if energy_weighting == "total":
+        return np.ones_like(n)[()]
+    if energy_weighting == "per-atom":
+        return (1.0 / n)[()]
+    return (1.0 / np.sqrt(n))[()]
+
+
+def row_weight(weight: float, weight_form: str = DEFAULT_WEIGHT_FORM) -> float:
+    """The factor W of the loss Σ W |r|² that a spec weight ``weight`` stands for: itself for
+    ``"squared-residual"``, its square for ``"residual"`` (:data:`WEIGHT_FORMS`)."""
+    if weight_form not in WEIGHT_FORMS:
+        raise ValueError(f"unknown weight_form {weight_form!r}; allowed: "
+                         f"{', '.join(WEIGHT_FORMS)}")
+    if weight < 0:
+        raise ValueError(f"weights must be >= 0, got {weight}")
+    return float(weight) if weight_form == "squared-residual" else float(weight) ** 2
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,16 @@ configurations so the full design matrix never sits in memory):
 =============  =========================================================  ==============
 block          rows                                                       weight
 =============  =========================================================  ==============
-``energy``     E/n per training configuration (eV/atom per coefficient)   W_E
+``energy``     s_n E per training configuration (eV per coefficient)      W_E
 ``forces``     in-plane force components (eV/Å per coefficient)           W_F
-``bulk``       E/n of the perfect L × L cell                              W_bulk
+``bulk``       s_n E of the perfect L × L cell                            W_bulk
 =============  =========================================================  ==============
 
-and the test set's ``energy``/``forces`` blocks likewise. :func:`fit_from_factors` then solves
+where s_n = 1, 1/n or 1/√n is the ``energy_weighting`` of the fits
+(:func:`kernels.least_squares.energy_row_scale`): it scales each configuration's rows by its own
+atom count, so it is applied when the rows are built, before they are folded into a factor (the
+factors then serve the fits of that convention only). The test set's ``energy`` (always E/n: the
+RMSE is per atom) and ``forces`` blocks likewise. :func:`fit_from_factors` then solves
 one (basis size, weights, observation set) with the same truncated rank-revealing QR as
 :func:`kernels.point_defects.fit` on the stacked √W-scaled leading blocks (size ≈ n_basis), and
 takes the test RMSEs from the test factors (‖A c − y‖² = ‖R [c; −1]‖²). Same least-squares
@@ -34,7 +38,8 @@ import numpy as np
 
 from . import point_defects as pdk
 from .ace import ACEBasis, truncation_rank
-from .least_squares import solve_rrqr, solve_rrqr_reduced
+from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
+                            row_weight, solve_rrqr, solve_rrqr_reduced)
 from .nested_basis import NestedColumns, nested_columns
 from .tsqr import StreamingR, fold_rows, residual_norm2
 
@@ -65,6 +70,8 @@ class SliceFactors:
         Wall time of the pass (rows and factors), s.
     time_rows_s : float
         Part of it spent on design rows, s.
+    energy_weighting : str
+        How the training energy rows were scaled (:data:`kernels.least_squares.ENERGY_WEIGHTINGS`).
     """
 
     nested: NestedColumns
@@ -76,6 +83,7 @@ class SliceFactors:
     time_s: float
     time_rows_s: float = 0.0
     factored: frozenset = field(default_factory=frozenset)
+    energy_weighting: str = DEFAULT_ENERGY_WEIGHTING
 
     @property
     def n_columns(self) -> int:
@@ -84,18 +92,20 @@ class SliceFactors:
 
 
 def _blocks(basis: ACEBasis, order: np.ndarray, obs: pdk.Observations, configs: range,
-            cell_A, chunk_configs: int, energy: StreamingR, forces: StreamingR) -> float:
-    """Fold the rows of the configurations ``configs`` into the energy and force factors;
-    returns the time spent on rows (s)."""
+            cell_A, chunk_configs: int, energy: StreamingR, forces: StreamingR,
+            energy_weighting: str) -> float:
+    """Fold the rows of the configurations ``configs`` into the energy factor (rows scaled as
+    ``energy_weighting`` says) and the force factor; returns the time spent on rows (s)."""
     n = obs.positions_A.shape[1]
     k = pdk.PLANAR
+    scale = energy_row_scale(n, energy_weighting)
     t_rows = 0.0
     for s0 in range(configs.start, configs.stop, chunk_configs):
         sl = slice(s0, min(configs.stop, s0 + chunk_configs))
         t0 = time.perf_counter()
         r = basis.design_rows(obs.positions_A[sl], cell_A, [pdk.SYMBOL] * n, k)
         t_rows += time.perf_counter() - t0
-        E = np.column_stack([r.energy[:, order] / n, obs.energy_eV[sl] / n])
+        E = np.column_stack([r.energy[:, order] * scale, obs.energy_eV[sl] * scale])
         m = r.forces.shape[0] * n * k
         F = np.empty((m, len(order) + 1), order="F")  # dtpqrt's order: folded without a copy
         np.take(r.forces.reshape(m, -1), order, axis=1, out=F[:, :-1])
@@ -113,7 +123,8 @@ def _split(n_items: int, n_parts: int) -> list[range]:
 
 
 def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
-                  max_chunk_bytes: float = 256e6, n_workers: int = 1) -> SliceFactors:
+                  max_chunk_bytes: float = 256e6, n_workers: int = 1,
+                  energy_weighting: str = DEFAULT_ENERGY_WEIGHTING) -> SliceFactors:
     """One pass over a training cell's data in the largest of nested bases.
 
     Parameters
@@ -131,8 +142,12 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
         merged. 1 (the default, as in the sweep's one-thread workers) is the plain pass. The
         factors of different ``n_workers`` differ by rounding only (the order of the
         Householder reflections); for a given ``n_workers`` they are reproducible.
+    energy_weighting : str
+        Scaling of the training and bulk energy rows (:data:`kernels.least_squares.
+        ENERGY_WEIGHTINGS`); the test energies are per atom whatever it is.
     """
     t0 = time.perf_counter()
+    energy_row_scale(1, energy_weighting)  # refuse an unknown convention before the pass
     n_workers = int(n_workers)
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
@@ -160,9 +175,9 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
         test = {"energy": StreamingR(ncol, keep // n_workers),
                 "forces": StreamingR(ncol, keep // n_workers)}
         t = _blocks(big, order, data.train, tr, data.cell_A, chunk, train["energy"],
-                    train["forces"])
+                    train["forces"], energy_weighting)
         t += _blocks(big, order, data.test, te, data.cell_A, chunk, test["energy"],
-                     test["forces"])
+                     test["forces"], "per-atom")
         return train, test, t
 
     if n_workers == 1 or len(shares) == 1:
@@ -189,12 +204,13 @@ def slice_factors(bases: list[ACEBasis], data: pdk.TrainingData,
         r = big.design_rows(data.perfect.positions_A, data.cell_A, [pdk.SYMBOL] * n_p,
                             pdk.PLANAR)
         t_rows += time.perf_counter() - t1
-        factors["bulk"] = np.column_stack([r.energy[:, order] / n_p,
-                                           data.perfect.energy_eV / n_p])
+        s_p = energy_row_scale(n_p, energy_weighting)
+        factors["bulk"] = np.column_stack([r.energy[:, order] * s_p,
+                                           data.perfect.energy_eV * s_p])
         rows["bulk"] = 1
     return SliceFactors(nested, factors, {name: f.R for name, f in test.items()}, rows,
                         test["energy"].n_rows, test["forces"].n_rows,
-                        time.perf_counter() - t0, t_rows, factored)
+                        time.perf_counter() - t0, t_rows, factored, energy_weighting)
 
 
 def _prefix_triangle(R: np.ndarray, B: int) -> np.ndarray:
@@ -210,19 +226,28 @@ def _prefix_triangle(R: np.ndarray, B: int) -> np.ndarray:
 
 def fit_from_factors(factors: SliceFactors, basis_index: int, basis: ACEBasis,
                      lattice: pdk.LatticeReference, weight_energy: float, weight_forces: float,
-                     rtol: float = 1e-6, weight_bulk_energy: float | None = None,
-                     observations: str = "E+F", scale_columns: bool = True) -> pdk.FitResult:
+                     rtol: float = 1e-6, weight_bulk_energy: float | None = 0.0,
+                     observations: str = "E+F", scale_columns: bool = True,
+                     energy_weighting: str | None = None,
+                     weight_form: str = DEFAULT_WEIGHT_FORM) -> pdk.FitResult:
     """The fit of one basis (``bases[basis_index]`` of :func:`slice_factors`), weight set and
     observation set — :func:`kernels.point_defects.fit` without revisiting the data.
 
     Parameters as in :func:`kernels.point_defects.fit`; ``observations`` is a key of
-    :data:`OBSERVATION_SETS`. ``basis`` must be that basis (for ε_FC_hom and ẽ_bulk).
+    :data:`OBSERVATION_SETS`. ``basis`` must be that basis (for ε_FC_hom and ẽ_bulk). The
+    energy weighting is the one the factors were built with; ``energy_weighting``, when given,
+    must be that one (a fit of another convention needs factors of its own).
     """
+    if energy_weighting is not None and energy_weighting != factors.energy_weighting:
+        raise ValueError(f"the factors were built with energy_weighting "
+                         f"{factors.energy_weighting!r}, not {energy_weighting!r}")
     blocks = OBSERVATION_SETS[observations]
     w_bulk = weight_energy if weight_bulk_energy is None else weight_bulk_energy
     if w_bulk < 0:
         raise ValueError(f"weight_bulk_energy must be >= 0, got {weight_bulk_energy}")
-    weights = {"energy": weight_energy, "forces": weight_forces, "bulk": w_bulk}
+    weights = {"energy": row_weight(weight_energy, weight_form),
+               "forces": row_weight(weight_forces, weight_form),
+               "bulk": row_weight(w_bulk, weight_form)}
     use = list(blocks) + (["bulk"] if w_bulk > 0 and "bulk" in factors.train else [])
     B = factors.nested.sizes[basis_index]
     # the basis's own column order: the pivoted QR then meets the columns in the same order as
@@ -261,4 +286,4 @@ def fit_from_factors(factors: SliceFactors, basis_index: int, basis: ACEBasis,
         n_observations=int(sum(factors.rows[name] for name in use)),
         rmse_energy_meV_per_atom=1e3 * float(rmse_e), rmse_forces_eV_per_A=float(rmse_f),
         force_constant_error_percent=fc_error, fit_time_s=fit_time,
-        bulk_energy_error_meV_per_atom=bulk_error)
+        bulk_energy_error_meV_per_atom=bulk_error, bulk_energy_observed="bulk" in use)

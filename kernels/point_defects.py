@@ -14,19 +14,30 @@ that one result serves many dependants:
 5. :func:`fit` — weighted least squares, test RMSEs, ε_FC_hom.
 6. :func:`predict` — relax the simulation cell with the fitted model from ū, and the errors.
 
-Formation energies. The P1 training set holds one cell type (L × L sites, one defect, fixed atom
-count), so its energies fix only the *sum* of the site energies of that cell: how the fitted model
-splits it between bulk-like sites and defect-adjacent sites — i.e. the model's energy per atom of
-the perfect crystal e_bulk and hence its defect formation energy — is not identifiable from those
-observations (measured: with P1's sets alone the fitted e_bulk came out at −0.34 eV/atom instead of
-−6.62, formation-energy errors 3–960 eV, while relaxation energies were right to 1e-3 eV). The
-*energy error* of the papers (E measured from the unrelaxed x₀, V(0) = 0) does not need e_bulk,
-but the formation-energy error (science.md: each model's energy relative to its own perfect crystal
-with the same atom count) does. So :func:`training_data` also records the perfect L × L cell
-(lattice spacing r0, its reference energy) and :func:`fit` adds its energy per atom as one extra
-observation row with weight W_E (``weight_bulk_energy``; 0 reproduces P1's sets exactly, and then
-the formation-energy error is meaningless). The perfect lattice's forces vanish by symmetry for
-every model, so no force rows are added.
+Loss conventions (named options of :func:`fit`, :func:`fit_union` and the ``[fit]`` table of a
+spec; defaults as in the papers, see :mod:`kernels.least_squares`): ``energy_weighting`` — total
+energies (P1 eq. 4.2 as written), energies per atom, or the papers' codes' E/√N
+(:data:`kernels.least_squares.ENERGY_WEIGHTINGS`); ``weight_form`` — whether W multiplies the
+squared residual (eq. 4.2) or the residual (the codes; :data:`kernels.least_squares.WEIGHT_FORMS`).
+The test RMSEs are always those of the energy per atom (meV/atom) and of the force components.
+
+Formation energies and the bulk-energy row. The P1 training set holds one cell type (L × L sites,
+one defect, fixed atom count), so its energies fix only the *sum* of the site energies of that
+cell: how the fitted model splits it between bulk-like sites and defect-adjacent sites — i.e. the
+model's energy per atom of the perfect crystal e_bulk and hence its defect formation energy — is
+not identifiable from those observations (measured: with P1's sets alone the fitted e_bulk came
+out at −0.34 eV/atom instead of −6.62, formation-energy errors 3–960 eV, while relaxation
+energies were right to 1e-3 eV). The *energy error* of the papers (E measured from the unrelaxed
+x₀, V(0) = 0) does not need e_bulk, but the formation-energy error (science.md: each model's
+energy relative to its own perfect crystal with the same atom count) does. So
+:func:`training_data` also records the perfect L × L cell (lattice spacing r0, its reference
+energy), and ``fit(..., weight_bulk_energy=...)`` can add its energy as one extra observation
+row (weighted like the other energies, ``energy_weighting``). Neither P1 eq. (4.2) nor P2 eq.
+(4.16) has that row, so it is off by default (``weight_bulk_energy = 0``; the spec option
+``[fit] bulk_energy_row = true`` turns it on with weight W_E); without it the
+formation-energy error is meaningless and the sweep stores NaN there. The row changes the fit
+(measured, P1 geometry errors moved by −31 % to +12 % when it was removed). The perfect
+lattice's forces vanish by symmetry for every model, so no force rows are added.
 
 Units: Å, eV, eV/Å; L, N and L_D are integers in units of r0.
 """
@@ -44,7 +55,8 @@ from .equilibrium import lattice_equilibrium
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .force_constants import force_constant_error, force_constants
 from .lattice import TRIANGULAR, Crystal
-from .least_squares import solve_rrqr, weighted_system
+from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
+                            row_weight, solve_rrqr, weighted_system)
 from .hessian_precon_relax import HessianPreconditioner, reference_hessian, relax_preconditioned
 from .relax import relax
 
@@ -154,6 +166,8 @@ class FitResult:
     rmse_energy_meV_per_atom and rmse_forces_eV_per_A are test-set RMSEs;
     force_constant_error_percent is ε_FC_hom; fit_time_s the solve time;
     bulk_energy_error_meV_per_atom is |ẽ_bulk − e_bulk| of the perfect lattice at r0;
+    bulk_energy_observed says whether the fit had the perfect cell's energy row (without it the
+    model's e_bulk, hence its formation energies, are not determined by the data);
     the ``*_by_component`` tuples are the test RMSEs of each component of a union training set
     (:func:`fit_union`), in the components' order.
     """
@@ -169,6 +183,7 @@ class FitResult:
     bulk_energy_error_meV_per_atom: float = float("nan")
     rmse_energy_by_component_meV_per_atom: tuple = ()
     rmse_forces_by_component_eV_per_A: tuple = ()
+    bulk_energy_observed: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,7 +326,8 @@ class TrainingComponent:
 
     A training set may be the union of several defect cells (P1 §4.2.1, interstitial + vacancy:
     W_E^int 100, W_F^int 10, W_E^vac 10, W_F^vac 1); each contributes its own rows, weighted by its
-    own W_E (energies per atom) and W_F (force components, eV/Å), to one least-squares system.
+    own W_E (energies, as ``energy_weighting`` says) and W_F (force components, eV/Å), to one
+    least-squares system.
 
     Attributes
     ----------
@@ -346,24 +362,35 @@ class WeightedSystem:
 
 
 def _energy_force_system(rows: DesignRows, obs: Observations, weight_energy: float,
-                         weight_forces: float, components: int = PLANAR):
+                         weight_forces: float, components: int = PLANAR,
+                         energy_weighting: str = DEFAULT_ENERGY_WEIGHTING,
+                         weight_form: str = DEFAULT_WEIGHT_FORM):
+    """The weighted energy rows (scaled by :func:`kernels.least_squares.energy_row_scale`) and
+    force rows of one set of configurations."""
     n = rows.forces.shape[1]
     B = rows.energy.shape[1]
+    s = energy_row_scale(n, energy_weighting)
     return weighted_system([
-        (rows.energy / n, obs.energy_eV / n, weight_energy),
+        (rows.energy * s, obs.energy_eV * s, row_weight(weight_energy, weight_form)),
         (rows.forces.reshape(-1, B), obs.forces_eV_per_A[:, :, :components].reshape(-1),
-         weight_forces),
+         row_weight(weight_forces, weight_form)),
     ])
 
 
-def union_system(components: list[TrainingComponent],
-                 weight_bulk_energy: float | None = None) -> WeightedSystem:
+def union_system(components: list[TrainingComponent], weight_bulk_energy: float | None = 0.0,
+                 energy_weighting: str = DEFAULT_ENERGY_WEIGHTING,
+                 weight_form: str = DEFAULT_WEIGHT_FORM) -> WeightedSystem:
     """Stack the weighted rows of every component into one system (P1 eq. 4.2 summed over cells).
 
-    Row order: for each component in turn its energy rows (per atom, weight W_E) and its force
-    rows (weight W_F); then, for each component whose data carry the perfect cell, one
-    perfect-cell energy-per-atom row with weight ``weight_bulk_energy`` (None → that component's
-    W_E; 0 → no bulk rows). A component's weights therefore scale its own rows and nothing else.
+    Row order: for each component in turn its energy rows (weight W_E, scaled as
+    ``energy_weighting`` says: total energies, per atom or E/√N,
+    :func:`kernels.least_squares.energy_row_scale`) and its force rows (weight W_F); then, for
+    each component whose data carry the perfect cell, one perfect-cell energy row, scaled the
+    same way, with weight ``weight_bulk_energy`` (0, the default → no bulk rows, the papers'
+    loss; None → that component's W_E). A component's weights therefore scale its own rows and
+    nothing else. ``weight_form``: whether each weight multiplies the squared residual (rows
+    × √W, the papers' equations) or the residual (rows × W, the papers' codes;
+    :func:`kernels.least_squares.row_weight`).
     """
     if not components:
         raise ValueError("a training set needs at least one component")
@@ -374,15 +401,16 @@ def union_system(components: list[TrainingComponent],
         if c.weight_energy < 0 or c.weight_forces < 0:
             raise ValueError(f"weights of component {c.name!r} must be >= 0")
         A, y = _energy_force_system(c.rows.train, c.data.train, c.weight_energy, c.weight_forces,
-                                    c.rows.train.forces.shape[2])
+                                    c.rows.train.forces.shape[2], energy_weighting, weight_form)
         blocks.append((A, y))
         owner.append(np.full(len(y), k))
     for k, c in enumerate(components):
         w_bulk = c.weight_energy if weight_bulk_energy is None else weight_bulk_energy
         if w_bulk > 0 and c.rows.perfect is not None and c.data.perfect is not None:
-            n_p = c.data.perfect.positions_A.shape[1]
-            blocks.append(weighted_system([(c.rows.perfect.energy / n_p,
-                                            c.data.perfect.energy_eV / n_p, w_bulk)]))
+            s = energy_row_scale(c.data.perfect.positions_A.shape[1], energy_weighting)
+            blocks.append(weighted_system([(c.rows.perfect.energy * s,
+                                            c.data.perfect.energy_eV * s,
+                                            row_weight(w_bulk, weight_form))]))
             owner.append(np.full(1, k))
     return WeightedSystem(np.vstack([a for a, _ in blocks]),
                           np.concatenate([b for _, b in blocks]), np.concatenate(owner))
@@ -390,35 +418,43 @@ def union_system(components: list[TrainingComponent],
 
 def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
         weight_energy: float, weight_forces: float, rtol: float = 1e-6,
-        weight_bulk_energy: float | None = None, scale_columns: bool = True,
-        crystal: Crystal = TRIANGULAR) -> FitResult:
-    """Weighted least-squares fit of energies (per atom) and in-plane forces of one training cell.
+        weight_bulk_energy: float | None = 0.0, scale_columns: bool = True,
+        crystal: Crystal = TRIANGULAR, energy_weighting: str = DEFAULT_ENERGY_WEIGHTING,
+        weight_form: str = DEFAULT_WEIGHT_FORM) -> FitResult:
+    """Weighted least-squares fit of energies and in-plane forces of one training cell.
 
-    Minimises Σ_R W_E |E/n − Ẽ/n|² + W_F |F − F̃|² (P1 eq. 4.2, energies per atom) with the
-    truncated rank-revealing QR of :func:`kernels.least_squares.solve_rrqr`, plus
-    W_bulk |Ẽ_perfect/L² − E_perfect/L²|² for the perfect L × L cell when the rows carry it
-    (``weight_bulk_energy``: None → W_E; 0 → no bulk row, P1's sets exactly). Without that row the
-    model's bulk energy per atom, hence its formation energies, are not determined by the data.
-    ``scale_columns`` normalises the design-matrix columns before the truncated QR (see
-    :func:`kernels.least_squares.solve_rrqr`). The one-component case of :func:`fit_union`.
+    Minimises Σ_R W_E |s_N (E − Ẽ)|² + W_F |F − F̃|² (P1 eq. 4.2) with the truncated
+    rank-revealing QR of :func:`kernels.least_squares.solve_rrqr`; s_N is 1, 1/N or 1/√N for
+    ``energy_weighting`` ``"total"`` (eq. 4.2 as written), ``"per-atom"``, ``"sqrt-n"`` (the
+    papers' codes; :data:`kernels.least_squares.ENERGY_WEIGHTINGS`), and with ``weight_form =
+    "residual"`` the weights multiply the residuals instead (W_E², W_F² in the sum above).
+    ``weight_bulk_energy`` > 0 adds W_bulk |s_N (E_perfect − Ẽ_perfect)|² for the perfect L × L
+    cell when the rows carry it (None → W_E; 0, the default → no bulk row, P1's loss). Without
+    that row the model's bulk energy per atom, hence its formation energies, are not determined
+    by the data (module docstring). ``scale_columns`` normalises the design-matrix columns
+    before the truncated QR (see :func:`kernels.least_squares.solve_rrqr`). The one-component
+    case of :func:`fit_union`.
     """
     return fit_union(basis, [TrainingComponent("training", rows, data, weight_energy,
                                                weight_forces)],
-                     lattice, rtol, weight_bulk_energy, scale_columns, crystal)
+                     lattice, rtol, weight_bulk_energy, scale_columns, crystal,
+                     energy_weighting, weight_form)
 
 
 def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: LatticeReference,
-              rtol: float = 1e-6, weight_bulk_energy: float | None = None,
-              scale_columns: bool = True, crystal: Crystal = TRIANGULAR) -> FitResult:
+              rtol: float = 1e-6, weight_bulk_energy: float | None = 0.0,
+              scale_columns: bool = True, crystal: Crystal = TRIANGULAR,
+              energy_weighting: str = DEFAULT_ENERGY_WEIGHTING,
+              weight_form: str = DEFAULT_WEIGHT_FORM) -> FitResult:
     """One weighted least-squares fit on the union of several defect training cells.
 
-    The system is :func:`union_system`; see :func:`fit` for the loss and the bulk-energy rows.
-    Test RMSEs are reported pooled over every component's test set (energies per atom, meV/atom;
-    force components, eV/Å) and per component
+    The system is :func:`union_system`; see :func:`fit` for the loss, its conventions and the
+    bulk-energy rows. Test RMSEs are reported pooled over every component's test set (energies
+    per atom, meV/atom, whatever ``energy_weighting``; force components, eV/Å) and per component
     (:attr:`FitResult.rmse_energy_by_component_meV_per_atom`,
     :attr:`FitResult.rmse_forces_by_component_eV_per_A`, in the order of ``components``).
     """
-    system = union_system(components, weight_bulk_energy)
+    system = union_system(components, weight_bulk_energy, energy_weighting, weight_form)
     t0 = time.perf_counter()
     sol = solve_rrqr(system.A, system.y, rtol, scale_columns)
     fit_time = time.perf_counter() - t0
@@ -434,6 +470,9 @@ def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: Lat
         e_rmse.append(1e3 * rmse(de, 0.0))
         f_rmse.append(rmse(df, 0.0))
     fc_error, bulk_error = model_lattice_errors(basis, c, lattice, crystal)
+    n_bulk_rows = len(system.y) - sum(
+        comp.data.train.energy_eV.size + comp.rows.train.forces[..., 0].size
+        for comp in components)
     return FitResult(
         coeffs=c, rank=sol.rank, n_basis=components[0].rows.n_basis,
         n_observations=int(system.A.shape[0]),
@@ -442,7 +481,8 @@ def fit_union(basis: ACEBasis, components: list[TrainingComponent], lattice: Lat
         force_constant_error_percent=fc_error, fit_time_s=fit_time,
         bulk_energy_error_meV_per_atom=bulk_error,
         rmse_energy_by_component_meV_per_atom=tuple(e_rmse),
-        rmse_forces_by_component_eV_per_A=tuple(f_rmse))
+        rmse_forces_by_component_eV_per_A=tuple(f_rmse),
+        bulk_energy_observed=n_bulk_rows > 0)
 
 
 def model_lattice_errors(basis: ACEBasis, coeffs: np.ndarray, lattice: LatticeReference,
@@ -469,7 +509,8 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     E_tot − n·e_bulk, each model against its own perfect crystal with the same atom count n
     (e_bulk: the model's energy per atom of the perfect lattice at r0, on a
     FORCE_CONSTANT_CELL² cell); it is meaningful only for a fit that saw the bulk energy
-    (``fit(..., weight_bulk_energy > 0)``, the default) — see the module docstring.
+    (``fit(..., weight_bulk_energy > 0)``, :attr:`FitResult.bulk_energy_observed`; not the
+    papers' loss, hence not the default) — see the module docstring.
     """
     t0 = time.perf_counter()
     model = ACEModel(basis, coeffs)

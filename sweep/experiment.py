@@ -102,7 +102,7 @@ class Experiment:
     weight_fields: tuple = ("energy", "forces")
     optional_weight_fields: dict = field(default_factory=dict)
     weight_attrs: dict = field(default_factory=lambda: {
-        "energy": ("energy weight W_E (on energies per atom)", "1"),
+        "energy": ("energy weight W_E (on energies as fit.energy_weighting says: total by default)", "1"),
         "forces": ("force weight W_F", "1")})
     extra_dims: tuple = ()
     variables: dict = field(default_factory=dict)

@@ -28,7 +28,9 @@ specs live in ``sweep/specs/``::
     [simulation] size = 24      # N, in r0
     [training]   n_train, n_test, rattle_A (Å), seed
     [ace]        cutoff_A (Å), radial_basis, nradmax_by_orders, lmax_by_orders
-    [fit]        solver = "rrqr", rtol = 1e-6
+    [fit]        solver = "rrqr", rtol = 1e-6, and the loss conventions (optional):
+                 energy_weighting = "total", weight_form = "squared-residual",
+                 bulk_energy_row = false (see FIT_OPTIONAL)
     [relax]      fmax_eV_per_A, max_steps, optimizer
 """
 
@@ -41,11 +43,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kernels.least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM,
+                                   ENERGY_WEIGHTINGS, WEIGHT_FORMS)
+
 from .experiment import EXPERIMENTS
 
 __all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "builtin_specs", "DIMENSIONS",
-           "EXPERIMENTS", "POS_INT", "NONNEG_INT", "POS_FLOAT", "NONNEG_FLOAT", "STR", "INT_LIST",
-           "check_ace_table", "RESOURCE_TABLES"]
+           "EXPERIMENTS", "POS_INT", "NONNEG_INT", "POS_FLOAT", "NONNEG_FLOAT", "STR", "BOOL",
+           "INT_LIST",
+           "check_ace_table", "RESOURCE_TABLES", "FIT_OPTIONAL", "FIT_ALLOWED"]
 
 #: Dimensions every result Dataset has, in order (an experiment may add more after them).
 DIMENSIONS = ("defect", "n_defects", "L", "basis_size", "weights", "observations")
@@ -65,12 +71,36 @@ NONNEG_INT = (int, lambda v: v >= 0, "a non-negative integer")
 POS_FLOAT = (float, lambda v: v > 0, "a positive number")
 NONNEG_FLOAT = (float, lambda v: v >= 0, "a non-negative number")
 STR = (str, lambda v: len(v) > 0, "a non-empty string")
+#: TOML ``true`` or ``false`` only (not 0/1, not "yes").
+BOOL = (bool, lambda v: True, "a boolean (true or false)")
 INT_LIST = (list, lambda v: len(v) > 0 and all(isinstance(x, int) and not isinstance(x, bool)
                                                and x >= 0 for x in v),
             "a non-empty list of non-negative integers")
 _GRID_RULES = {"n_defects": POS_INT, "L": POS_INT, "basis_size": POS_INT}
 _KIND_RULES = {int: POS_INT, float: POS_FLOAT, str: STR}
 _TOP_COMMON = {"name", "experiment", "description", "grid", "weights"}
+
+#: The loss conventions of the ``[fit]`` table every experiment that fits ACE accepts, with their
+#: defaults — the papers' loss as written (P1 eq. 4.2, P2 eq. 4.16):
+#:
+#: ``energy_weighting``
+#:     ``"total"`` (total energies, the equations as written), ``"per-atom"`` (energies per
+#:     atom) or ``"sqrt-n"`` (E/√N, the papers' codes IPFitting.jl and ACEpotentials.jl); see
+#:     :data:`kernels.least_squares.ENERGY_WEIGHTINGS`. Chosen by measurement: the README's "Fit
+#:     conventions".
+#: ``weight_form``
+#:     ``"squared-residual"`` (W multiplies |r|², the equations) or ``"residual"`` (W multiplies
+#:     r, the codes); :data:`kernels.least_squares.WEIGHT_FORMS`.
+#: ``bulk_energy_row``
+#:     add the perfect crystal's energy as one more energy observation (weight W_E). Not in the
+#:     papers; it makes the model's bulk energy per atom, hence its formation energies,
+#:     identifiable (a training set of one defect cell fixes only the sum of its site energies).
+#:     Without it the stored ``formation_energy_error`` is NaN (its ``comment`` attribute says
+#:     why).
+FIT_OPTIONAL = {"fit.energy_weighting": DEFAULT_ENERGY_WEIGHTING,
+                "fit.weight_form": DEFAULT_WEIGHT_FORM, "fit.bulk_energy_row": False}
+#: Allowed values of the string conventions above.
+FIT_ALLOWED = {"fit.energy_weighting": ENERGY_WEIGHTINGS, "fit.weight_form": WEIGHT_FORMS}
 
 #: Tables that bound resources (memory) and change the values only by rounding: validated like
 #: any other, but not part of the fingerprint, so a store can be resumed with other limits.
@@ -141,6 +171,10 @@ class Spec:
 
 
 def _check(field: str, value, kind, pred, what):
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SpecError(field, f"must be {what}, got {value!r}")
+        return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool) or not pred(value):

@@ -33,7 +33,7 @@ from .spec import Spec
 __all__ = ["VARIABLES", "COORD_ATTRS", "variables_for", "StoreMismatch", "PointIndex", "create_store",
            "open_store", "open_existing", "grid_difference", "extend_store", "verify_store",
            "recover_interrupted_extension", "StoreDamaged", "point_status", "write_point", "write_failure",
-           "update_attrs", "SEEDS_POLICY", "STATUS_VALUES"]
+           "update_attrs", "SEEDS_POLICY", "STATUS_VALUES", "FORMATION_ENERGY_NOT_OBSERVED"]
 
 STATUS_VALUES = ("pending", "done", "failed")
 #: Zarr format 2: consolidated metadata and variable-length UTF-8 strings are part of its spec,
@@ -75,6 +75,15 @@ COORD_ATTRS = {
     "weights": {"long_name": "weight set", "units": "1"},
     "observations": {"long_name": "observation set fitted", "units": "1"},
 }
+
+#: Why a store's ``formation_energy_error`` is NaN (its ``comment`` attribute) when the spec's fits
+#: have no bulk-energy row.
+FORMATION_ENERGY_NOT_OBSERVED = (
+    "NaN: fit.bulk_energy_row = false (the papers' loss). A training set of one defect cell "
+    "fixes only the sum of its site energies, not the model's energy per atom of the perfect "
+    "crystal, so the formation energy of the fitted model is not determined by the data; set "
+    "[fit] bulk_energy_row = true to fit the perfect cell's energy and store it.")
+
 
 SEEDS_POLICY = ("Every random number comes from numpy's default_rng seeded with an integer "
                 "derived by SHA-256 from (training.seed, experiment, defect, L, set name); a "
@@ -160,6 +169,8 @@ def template(spec: Spec) -> xr.Dataset:
     for name, (dtype, units, long_name, fill) in variables_for(spec).items():
         data = np.full(shape, fill, dtype=dtype)
         data_vars[name] = xr.Variable(spec.dims, data, {"units": units, "long_name": long_name})
+    if not spec.params.get("fit", {}).get("bulk_energy_row", True):
+        data_vars["formation_energy_error"].attrs["comment"] = FORMATION_ENERGY_NOT_OBSERVED
     ds = xr.Dataset(data_vars, coords=_coords(spec))
     ds.attrs = {
         "title": f"MLIP generalisation sweep {spec.name}",

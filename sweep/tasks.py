@@ -6,6 +6,7 @@ unpicklable objects it needs (pyace evaluators) inside the worker.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -15,12 +16,13 @@ from kernels.diamond import DIAMOND
 from kernels.eam import zhou2001_tungsten
 from kernels.finnis_sinclair import wang2014_tungsten
 from kernels.lattice import TRIANGULAR
+from kernels.least_squares import DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM
 from kernels.nrl_tb import bernstein2000_si_sp
 from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_factors
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
            "basis_for", "design_slice", "fit_slice", "fit_union", "point_union", "CRYSTALS",
-           "reference_model", "relax_options"]
+           "reference_model", "relax_options", "fit_conventions"]
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
@@ -83,13 +85,30 @@ def design(ace: dict, basis_size: int, data: pdk.TrainingData,
     return pdk.design_rows(basis_for(ace, basis_size, c.symbol), data, c)
 
 
+def fit_conventions(fit_params: dict) -> dict:
+    """The loss conventions of a spec's ``[fit]`` table (:data:`sweep.spec.FIT_OPTIONAL`) as
+    keyword arguments of :func:`kernels.dislocations.fit`: ``bulk_energy_row``,
+    ``energy_weighting``, ``weight_form`` (a table without them: the defaults)."""
+    return {"bulk_energy_row": bool(fit_params.get("bulk_energy_row", False)),
+            "energy_weighting": fit_params.get("energy_weighting", DEFAULT_ENERGY_WEIGHTING),
+            "weight_form": fit_params.get("weight_form", DEFAULT_WEIGHT_FORM)}
+
+
+def _point_defect_conventions(fit_params: dict) -> dict:
+    """:func:`fit_conventions` as keyword arguments of :func:`kernels.point_defects.fit`: the
+    bulk-energy row is ``weight_bulk_energy`` there (None: W_E; 0: no row)."""
+    c = fit_conventions(fit_params)
+    return {"weight_bulk_energy": None if c.pop("bulk_energy_row") else 0.0, **c}
+
+
 def fit(ace: dict, basis_size: int, rows: pdk.TrainingRows, data: pdk.TrainingData,
         lat: pdk.LatticeReference, weights: dict, fit_params: dict
         ) -> tuple[pdk.FitResult, float]:
     """One weighted least-squares fit (shared by every simulation cell), and the rows' build time
     (s), so that points need not fetch the design rows themselves."""
     return pdk.fit(basis_for(ace, basis_size), rows, data, lat, weights["energy"],
-                   weights["forces"], fit_params["rtol"]), rows.time_s
+                   weights["forces"], fit_params["rtol"],
+                   **_point_defect_conventions(fit_params)), rows.time_s
 
 
 #: Default bound (MB) on one chunk of design rows in :func:`design_slice`; a spec sets another
@@ -110,11 +129,13 @@ def design_chunk_MB(max_chunk_MB: float | None = None) -> float:
 
 
 def design_slice(ace: dict, basis_sizes: list[int], data: pdk.TrainingData,
-                 max_chunk_MB: float | None = None) -> SliceFactors:
+                 max_chunk_MB: float | None = None,
+                 energy_weighting: str = DEFAULT_ENERGY_WEIGHTING) -> SliceFactors:
     """One pass over a training cell's data for every basis size of a slice: R factors of the
     observation blocks in the largest basis (:func:`kernels.point_defect_slices.slice_factors`),
     holding at most ``max_chunk_MB`` MB of design rows at once (None: see
-    :func:`design_chunk_MB`).
+    :func:`design_chunk_MB`), the energy rows scaled as the spec's ``fit.energy_weighting``
+    says.
     """
     sizes = sorted(set(int(b) for b in basis_sizes))
     chunk_MB = design_chunk_MB(max_chunk_MB)
@@ -122,7 +143,7 @@ def design_slice(ace: dict, basis_sizes: list[int], data: pdk.TrainingData,
     for b in bases[:-1]:  # only their function keys are needed: free their pyace objects
         b.function_keys()
         b.release()
-    return slice_factors(bases, data, chunk_MB * 1e6)
+    return slice_factors(bases, data, chunk_MB * 1e6, energy_weighting=energy_weighting)
 
 
 def fit_slice(ace: dict, basis_sizes: list[int], basis_size: int, factors: SliceFactors,
@@ -133,7 +154,7 @@ def fit_slice(ace: dict, basis_sizes: list[int], basis_size: int, factors: Slice
     sizes = sorted(set(int(b) for b in basis_sizes))
     f = fit_from_factors(factors, sizes.index(int(basis_size)), basis_for(ace, basis_size), lat,
                          weights["energy"], weights["forces"], fit_params["rtol"],
-                         observations=observations)
+                         observations=observations, **_point_defect_conventions(fit_params))
     return f, factors.time_s
 
 
@@ -150,13 +171,15 @@ def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
 
 def point_values(fitted, p, rows_time_s: float, force_constant_error_percent=None) -> dict:
     """The common stored values of a grid point (:data:`sweep.store.VARIABLES`) from a fit and
-    a prediction of any experiment, plus where it ran."""
+    a prediction of any experiment, plus where it ran. The formation-energy error is NaN when the
+    fit did not observe the bulk energy (:data:`sweep.store.FORMATION_ENERGY_NOT_OBSERVED`)."""
     fc = (fitted.force_constant_error_percent if force_constant_error_percent is None
           else force_constant_error_percent)
     return {
         "geometry_error": p.geometry_error_A,
         "energy_error": p.energy_error_eV,
-        "formation_energy_error": p.formation_energy_error_eV,
+        "formation_energy_error": (p.formation_energy_error_eV if fitted.bulk_energy_observed
+                                   else math.nan),
         "rmse_energy": fitted.rmse_energy_meV_per_atom,
         "rmse_forces": fitted.rmse_forces_eV_per_A,
         "force_constant_error": fc,
@@ -184,7 +207,7 @@ def fit_union(ace: dict, basis_size: int, components: list, lat: pdk.LatticeRefe
              for name, rows, data, w in components]
     c = CRYSTALS[crystal]
     fitted = pdk.fit_union(basis_for(ace, basis_size, c.symbol), comps, lat, fit_params["rtol"],
-                           crystal=c)
+                           crystal=c, **_point_defect_conventions(fit_params))
     return fitted, sum(c.rows.time_s for c in comps), tuple(c.name for c in comps)
 
 

@@ -52,14 +52,18 @@ def test_end_to_end_store_layout(clean_run):
     assert ds["rmse_energy"].attrs["units"] == "meV/atom"
     assert (np.asarray(ds.status.values) == "done").all()
     assert (np.asarray(ds.error.values) == "").all()
-    for name in ("geometry_error", "energy_error", "formation_energy_error", "rmse_energy",
+    for name in ("geometry_error", "energy_error", "rmse_energy",
                  "rmse_forces", "force_constant_error", "fit_time"):
         v = ds[name].values
         assert np.isfinite(v).all() and (v >= 0).all(), name
+    # the papers' loss (no bulk-energy row) leaves formation energies undetermined: NaN, and
+    # the attribute says why
+    assert np.isnan(ds["formation_energy_error"].values).all()
+    assert "bulk_energy_row = false" in ds["formation_energy_error"].attrs["comment"]
     assert (ds.n_basis.values > 0).all() and (ds.n_basis.values <= 30).all()
-    # rows = n_train × (1 energy + 2 force components × (L² − 1) atoms) + 1 perfect-cell energy
+    # rows = n_train × (1 energy + 2 force components × (L² − 1) atoms); no perfect-cell row
     n_obs = ds.n_observations.isel(basis_size=0).squeeze().values
-    assert list(n_obs) == [10 * (1 + 2 * (L * L - 1)) + 1 for L in (4, 5)]
+    assert list(n_obs) == [10 * (1 + 2 * (L * L - 1)) for L in (4, 5)]
     assert ds.attrs["spec_name"] == "tiny"
     assert "[grid]" in ds.attrs["spec_toml"]
     assert json.loads(ds.attrs["package_versions"])["python-ace"]

@@ -18,7 +18,7 @@ def fitted():
     data = pd.training_data(model, lat.r0_A, 4, "vacancy", 6, 2, 0.03, 11, 12, opts)
     basis = ACEBasis(ace_potential_config(["W"], 30, 4.5, [10, 4, 3], [0, 3, 2]))
     rows = pd.design_rows(basis, data)
-    fit = pd.fit(basis, rows, data, lat, 100.0, 1.0)
+    fit = pd.fit(basis, rows, data, lat, 100.0, 1.0, weight_bulk_energy=None)
     return basis, fit, data, rows, lat
 
 
@@ -60,5 +60,7 @@ def test_fit_learns_bulk_energy(fitted):
     basis, fit, data, rows, lat = fitted
     assert fit.bulk_energy_error_meV_per_atom < 1.0
     assert fit.n_observations == data.train.energy_eV.size + rows.train.forces[..., 0, 0].size * 2 + 1
-    no_bulk = pd.fit(basis, rows, data, lat, 100.0, 1.0, weight_bulk_energy=0.0)
+    assert fit.bulk_energy_observed
+    no_bulk = pd.fit(basis, rows, data, lat, 100.0, 1.0)  # the default: the papers' loss
     assert no_bulk.n_observations == fit.n_observations - 1
+    assert not no_bulk.bulk_energy_observed

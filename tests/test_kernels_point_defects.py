@@ -51,7 +51,9 @@ def test_end_to_end_point_has_meaningful_errors(setup):
     data = pd.training_data(model, lat.r0_A, 4, "vacancy", 10, 3, 0.03, 1, 2, opts)
     basis = ACEBasis(ace_potential_config(["W"], 40, 4.5, [15, 6, 4, 3], [0, 4, 3, 2]))
     rows = pd.design_rows(basis, data)
-    fit = pd.fit(basis, rows, data, lat, 100.0, 1.0)
+    # with the perfect cell's energy row (weight W_E): the formation energy is identifiable
+    fit = pd.fit(basis, rows, data, lat, 100.0, 1.0, weight_bulk_energy=None)
+    assert fit.bulk_energy_observed
     assert fit.n_basis == 40 and 0 < fit.rank <= 40
     assert fit.rmse_forces_eV_per_A < 0.2
     p = pd.predict(basis, fit.coeffs, sim, lat, opts)

@@ -59,8 +59,9 @@ def test_tiny_union_sweep_into_zarr(tmp_path):
         assert ds[f"rmse_forces_{kind}"].attrs["units"] == "eV/Å"
         v = ds[f"rmse_forces_{kind}"].values
         assert np.isfinite(v).all() and (v > 0).all()
-    # rows: 6 × (1 + 2 × 17) interstitial + 6 × (1 + 2 × 15) vacancy + 2 perfect-cell rows
-    assert (ds.n_observations.values == 6 * 35 + 6 * 31 + 2).all()
+    # rows: 6 × (1 + 2 × 17) interstitial + 6 × (1 + 2 × 15) vacancy (no perfect-cell rows:
+    # the papers' loss, fit.bulk_energy_row = false)
+    assert (ds.n_observations.values == 6 * 35 + 6 * 31).all()
     # the pooled force RMSE lies between the components'
     lo = np.minimum(ds.rmse_forces_interstitial, ds.rmse_forces_vacancy).values
     hi = np.maximum(ds.rmse_forces_interstitial, ds.rmse_forces_vacancy).values

@@ -110,4 +110,4 @@ def test_memory_limit_is_optional_and_outside_the_fingerprint():
     build(submit, limited, [PointIndex((0,) * len(limited.dims), limited.dims)])
     design = [(fn, args) for stage, fn, args in submitted if stage == "design"]
     assert design and design[0][0] is tasks.design_slice
-    assert design[0][1][-1] == 12.0
+    assert design[0][1][3] == 12.0  # (ace, sizes, data, max_chunk_MB, energy_weighting)

@@ -32,9 +32,11 @@ from __future__ import annotations
 from .. import tasks
 from ..experiment import Experiment, register
 from ..seeds import derive_seed
-from ..spec import (NONNEG_INT, POS_FLOAT, POS_INT, STR, INT_LIST, SpecError, check_ace_table)
+from ..spec import (BOOL, FIT_ALLOWED, FIT_OPTIONAL, NONNEG_INT, POS_FLOAT, POS_INT, STR,
+                    INT_LIST, SpecError, check_ace_table)
 
-__all__ = ["EXPERIMENT", "FIXED", "RESOURCES", "RESOURCES_OPTIONAL", "training_seeds", "build"]
+__all__ = ["EXPERIMENT", "FIXED", "RESOURCES", "RESOURCES_OPTIONAL", "OPTIONAL", "training_seeds",
+           "build"]
 
 #: The fixed-parameter tables of a P1 spec (other experiments start from these).
 FIXED = {
@@ -44,13 +46,17 @@ FIXED = {
                  "seed": NONNEG_INT},
     "ace": {"cutoff_A": POS_FLOAT, "radial_basis": STR, "nradmax_by_orders": INT_LIST,
             "lmax_by_orders": INT_LIST},
-    "fit": {"solver": STR, "rtol": POS_FLOAT},
+    # energy_weighting, weight_form, bulk_energy_row: the loss conventions (sweep.spec.FIT_OPTIONAL)
+    "fit": {"solver": STR, "rtol": POS_FLOAT, "energy_weighting": STR, "weight_form": STR,
+            "bulk_energy_row": BOOL},
     "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
 }
 
 #: The optional ``[resources]`` table of the experiments whose design stage streams its rows.
 RESOURCES = {"resources": {"max_design_chunk_MB": POS_FLOAT}}
 RESOURCES_OPTIONAL = {"resources": {}, "resources.max_design_chunk_MB": None}
+#: Optional fields of a P1 spec: the resources table and the loss conventions.
+OPTIONAL = {**RESOURCES_OPTIONAL, **FIT_OPTIONAL}
 
 ALLOWED = {
     "defect": ("vacancy",),
@@ -60,6 +66,7 @@ ALLOWED = {
     "fit.solver": ("rrqr",),
     "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire", "hessian-lbfgs"),
     "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
+    **FIT_ALLOWED,
 }
 
 
@@ -97,7 +104,7 @@ def build(submit, spec, todo):
                       p["training"], *seeds, p["relax"])
         sizes = sorted(set(spec.grid["basis_size"]))
         rows = submit("design", (defect, L), tasks.design_slice, p["ace"], sizes, data,
-                      p["resources"]["max_design_chunk_MB"])
+                      p["resources"]["max_design_chunk_MB"], p["fit"]["energy_weighting"])
         fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_slice, p["ace"], sizes, B, rows,
                         lat, spec.weights[w], p["fit"], obs)
         points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point, p["ace"], B,
@@ -110,4 +117,4 @@ EXPERIMENT = register(Experiment(
     name="p1-point-defects-2d",
     description="vacancies in the 2D triangular lattice, FS W reference (P1 §4.1)",
     fixed={**FIXED, **RESOURCES}, allowed=ALLOWED, build=build, check=check,
-    optional=RESOURCES_OPTIONAL, spatial_dimension=2, slice_design=True))
+    optional=OPTIONAL, spatial_dimension=2, slice_design=True))

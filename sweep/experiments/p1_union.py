@@ -33,7 +33,7 @@ from kernels.defects import KINDS
 
 from .. import tasks
 from ..experiment import Experiment, register
-from ..spec import NONNEG_INT, SpecError
+from ..spec import FIT_OPTIONAL, NONNEG_INT, SpecError
 from .p1_point_defects import ALLOWED as P1_ALLOWED
 from .p1_point_defects import FIXED as P1_FIXED
 from .p1_point_defects import check as p1_check
@@ -79,7 +79,8 @@ FIXED = {**P1_FIXED,
          "training": {**P1_FIXED["training"],
                       **{f"{k}_{q}": NONNEG_INT
                          for k in KINDS for q in ("n_train", "n_test")}}}
-OPTIONAL = {f"training.{k}_{q}": 0 for k in KINDS for q in ("n_train", "n_test")}
+OPTIONAL = {**{f"training.{k}_{q}": 0 for k in KINDS for q in ("n_train", "n_test")},
+            **FIT_OPTIONAL}
 #: As P1, except ``defect``: any "+"-list of kinds (checked in :func:`check`).
 ALLOWED = {k: v for k, v in P1_ALLOWED.items() if k != "defect"}
 
@@ -156,7 +157,7 @@ EXPERIMENT = register(Experiment(
                 "training cells with per-cell weights, FS W reference (P1 §4.2.1)",
     fixed=FIXED, allowed=ALLOWED, build=build, check=check, optional=OPTIONAL,
     optional_weight_fields={f"{k}_{q}": math.nan for k in KINDS for q in ("energy", "forces")},
-    weight_attrs={"energy": ("default energy weight W_E (on energies per atom)", "1"),
+    weight_attrs={"energy": ("default energy weight W_E (on energies as fit.energy_weighting says: total by default)", "1"),
                   "forces": ("default force weight W_F", "1"),
                   **{f"{k}_{q}": (f"{q} weight of the {k} training cell (NaN: the default)", "1")
                      for k in KINDS for q in ("energy", "forces")}},

@@ -39,7 +39,7 @@ from kernels.force_constants import force_constant_error, force_constants
 from .. import tasks
 from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
-from ..spec import SpecError, check_ace_table
+from ..spec import FIT_ALLOWED, FIT_OPTIONAL, SpecError, check_ace_table
 from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED
 
 __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
@@ -60,7 +60,10 @@ ALLOWED = {
     "fit.solver": dk.SOLVERS,
     "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire", "hessian-lbfgs"),
     "ace.radial_basis": P1_ALLOWED["ace.radial_basis"],
+    **FIT_ALLOWED,
 }
+#: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`.
+OPTIONAL = dict(FIT_OPTIONAL)
 
 VARIABLES = {
     "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
@@ -133,7 +136,8 @@ def fit(ace: dict, basis_size: int, rows: dk.TrainingRows, data: dk.TrainingData
     w = dk.Weights(weights["energy"], weights["forces"], weights["elastic"],
                    weights["nonlinear_elastic"]).for_observations(observations)
     return dk.fit(basis_for(ace, basis_size, system), rows, data, lat, w,
-                  fit_params["solver"], fit_params["rtol"], system.kernel), rows.time_s
+                  fit_params["solver"], fit_params["rtol"], system.kernel,
+                  **tasks.fit_conventions(fit_params)), rows.time_s
 
 
 def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.SimulationReference,
@@ -198,8 +202,8 @@ EXPERIMENT = register(Experiment(
     description="½<111> screw quadrupole in bcc W, Zhou EAM reference, elastic observations "
                 "(P2 §4.2.1)",
     fixed=FIXED, allowed=ALLOWED, build=build, check=check, spatial_dimension=2,
-    optional_weight_fields={"elastic": 0.0, "nonlinear_elastic": 0.0},
-    weight_attrs={"energy": ("energy weight W_E (on energies per atom)", "1"),
+    optional=OPTIONAL, optional_weight_fields={"elastic": 0.0, "nonlinear_elastic": 0.0},
+    weight_attrs={"energy": ("energy weight W_E (on energies as fit.energy_weighting says: total by default)", "1"),
                   "forces": ("force weight W_F", "1"),
                   "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb per atom, eV; P2 eq. A.6)",
                               "1"),
