@@ -185,6 +185,17 @@ def grid_suggestion(
     else:
         what_n, what_x, unit = "basis sizes (RMSE values)", against, ""
     parts = []
+    if n_need is None and x_max_need > 10 * x_max:
+        # neither more points nor a plausible range reaches the target: the scatter must fall
+        text = (f"to bring the 95 % half-width from {half_now:.2g} to ≤ {target:g}, no practical grid "
+                f"change suffices at this scatter (more than {max_points} {'L values' if against == 'L' else 'basis sizes'} "
+                f"over the present range, or a range up to {x_max_need:.3g}"
+                f"{' r0' if against == 'L' else ''}); the residual scatter must fall from "
+                f"{residual_sd:.2g} to ≤ {s_need:.2g} (log10): look for outlying points "
+                "(non-converged relaxations, a different defect state), and use more training/test "
+                "configurations to lower the noise part")
+        return {"half_width": half_now, "n_same_range": None, "x_max_same_n": x_max_need,
+                "scatter_needed": s_need, "text": text}
     if n_need is not None and n_need > n:
         parts.append(f"{n_need} {what_n} evenly spaced in log over {x_min:.3g}–{x_max:.3g}{unit}")
     elif n_need is None:
@@ -358,6 +369,86 @@ class SweepAccessor:
             self.experiment, observations, variable, against,
             spatial_dimension=self.spatial_dimension,
         )
+
+    @property
+    def dislocation_separation(self) -> float | None:
+        """P2's dislocation separation L_D (r0): the attr ``L_D`` if present, else half the
+        simulation-cell size N recorded in ``fixed_parameters`` (the quadrupole has L_D = N/2)."""
+        import json
+
+        attrs = self._ds.attrs
+        if "L_D" in attrs:
+            return float(attrs["L_D"])
+        try:
+            return float(json.loads(attrs["fixed_parameters"])["params"]["simulation"]["size"]) / 2.0
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def regimes(self, matched: xr.Dataset | None = None) -> list[dict[str, Any]]:
+        """The Table 1 regime of every fit group, decided from the store's own fit errors.
+
+        For every combination of the dimensions other than ``L``, ``n_defects`` and
+        ``basis_size`` (P2: per observation set), the measured ε_F (``rmse_forces``, eV/Å), ε_E
+        (``rmse_energy``, meV/atom) and ε_FC_hom (``force_constant_error``, %; P2:
+        ``elastic_constant_error`` as ε_V1) at matched accuracy are taken at each L (median over
+        the done points, i.e. over n_D, which share one fit) and handed to
+        :func:`sweep.rates.p1_regime` or :func:`sweep.rates.p2_regime`.
+
+        Parameters
+        ----------
+        matched : xarray.Dataset, optional
+            Matched-accuracy selection (default: :meth:`matched_accuracy` when the Dataset has a
+            ``basis_size`` dimension, else the Dataset itself).
+
+        Returns
+        -------
+        list of dict
+            ``{dim: label, ..., "regime": sweep.rates.Regime}``; empty when the experiment is
+            neither P1 nor P2, a needed variable is missing, or fewer than two L values have all
+            the measurements.
+        """
+        ds = self._ds
+        exp = (self.experiment or "").lower()
+        paper = "P1" if exp.startswith("p1") else "P2" if exp.startswith("p2") else None
+        if paper is None or "L" not in ds.dims:
+            return []
+        third = "force_constant_error" if paper == "P1" else "elastic_constant_error"
+        need = ("rmse_forces", "rmse_energy", third)
+        if any(v not in ds.data_vars for v in need):
+            return []
+        d = self.spatial_dimension
+        L_D = self.dislocation_separation
+        if (paper == "P1" and not d) or (paper == "P2" and not (L_D and L_D > 1)):
+            return []
+        if matched is None:
+            matched = self.matched_accuracy() if "basis_size" in ds.dims else ds
+        done = matched.sweep.done
+        group_dims = [g for g in matched.sweep.point_dims
+                      if g in matched.dims and g not in ("L", "n_defects", "basis_size")]
+        out = []
+        for index in np.ndindex(*(matched.sizes[g] for g in group_dims)):
+            sel = dict(zip(group_dims, index))
+            labels = {g: _label(matched[g].values[i]) if g in matched.coords else i for g, i in sel.items()}
+            sub = matched.isel(sel)
+            ok = sub.sweep.done if group_dims else done
+            med = {}
+            for v in need:
+                a = sub[v].where(ok.broadcast_like(sub[v]))
+                other = [x for x in a.dims if x != "L"]
+                med[v] = np.asarray((a.median(other, skipna=True) if other else a).values, float)
+            Ls = np.asarray(sub["L"].values, float)
+            good = np.all([np.isfinite(m) for m in med.values()], axis=0) & (Ls > 0)
+            if good.sum() < 2:
+                continue
+            vals = [med[v][good] for v in need]
+            if paper == "P1":
+                reg = _rates.p1_regime(Ls[good], d, *vals)
+            else:
+                obs = labels.get("observations") or (
+                    str(np.ravel(sub["observations"].values)[0]) if "observations" in sub.coords else "E+F")
+                reg = _rates.p2_regime(Ls[good], L_D, str(obs), *vals)
+            out.append({**labels, "regime": reg})
+        return out
 
     # ------------------------------------------------------------------ status
     @property
