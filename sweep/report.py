@@ -848,7 +848,8 @@ def write_report(
         doc.h(2, f"P1 Table 2 side by side (L = {PAPER_L_R0} r0)")
         doc.p(f"The paper's published numbers ({_paper.P1_TABLE2_SOURCE}; typed in sweep/paper_values.py) "
               "next to this store's fits at the same L. The paper's ε_E is given in meV (read as "
-              "meV/atom); its T is the fit time of Julia ACE1 on the authors' machine.")
+              "meV/atom); its T is the fit time of Julia ACE1 on the authors' machine, this store's T "
+              "the least-squares solve time (fit_time) on this one.")
         doc.table(["source", "#B", "#O", "ε_E (meV/atom)", "ε_F (eV/Å)", "ε_FC_hom (%)", "T (s)"],
                   paper_rows)
 
