@@ -32,6 +32,13 @@ P2
     (ε_V1 = ε_V2 = 0): geometry ~ L^{-2}, energy ~ L^{-2}. Versus the force RMSE at fixed L:
     slopes 1 (geometry) and 2 (energy), as in P1 (P2 Fig. 4).
 
+Regimes
+    The rows of :data:`RATES` are the *design* columns (all matching errors the observation set
+    fits taken as zero). Which column of Table 1 actually applies to a store depends on its own
+    fit errors: :func:`p1_regime` and :func:`p2_regime` evaluate the bound's terms over the
+    grid's L values and pick the dominant one (:data:`DOMINANCE`), or, at a crossover, the
+    bound's effective slope. ``ds.sweep.regimes()`` and ``sweep report`` use them.
+
 All slopes are dimensionless exponents p in ``error ∝ x^p`` (log–log slopes), with x = L in
 units of r0 or x = the test-set force RMSE in eV/Å.
 """

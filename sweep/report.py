@@ -13,12 +13,20 @@ writes into ``out_dir``:
     set when there are several (P2 Figs. 5, 8, 11), else per n_D (P1 Figs. 4, 7, 9), with the
     predicted slopes of :mod:`sweep.rates` drawn as dashed guide lines.
 ``slopes.csv``
-    Measured log–log slopes with 95 % t intervals next to the predicted ones.
+    Measured log–log slopes with 95 % t intervals next to the predicted ones: the prediction of
+    the Table 1 regime the store's own fit errors put it in (:meth:`SweepAccessor.regimes`), the
+    verdict (:func:`sweep.analysis.verdict`: agrees / inconclusive / faster / slower), the fitted
+    points with their residuals, and for inconclusive slopes the grid change that would narrow
+    the interval (:func:`sweep.analysis.grid_suggestion`). The report states each regime, why,
+    and the bound's terms at every L.
 ``fit_quality.csv``
     The fit-quality table in the form of P1 Table 2: #B, #obs, ε_E (meV/atom), ε_F (eV/Å),
     ε_FC_hom (%), fit time (s) per L and basis size.
 ``failures.csv``
     Every failed point with its error message.
+P1 Table 2 side by side
+    For a P1 vacancy store with L = 8 r0, the paper's published Table 2 rows at L = 8 r0
+    (:mod:`sweep.paper_values`) next to the store's fits.
 ``index.md``, ``index.html``
     Everything above, linked, with the number of finished, pending and failed points.
 
