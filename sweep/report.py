@@ -174,6 +174,8 @@ def _usable(ds: xr.Dataset, x: str, y: str, keep: Sequence[str]) -> tuple[xr.Dat
 
 def _power_label(base: str, p: float) -> str:
     frac = Fraction(p).limit_denominator(4)
+    if abs(float(frac) - p) > 1e-9:  # an effective (crossover) slope: print it as a decimal
+        return rf"$\mathrm{{{base}}}^{{{p:.2f}}}$"
     exp = str(frac.numerator) if frac.denominator == 1 else f"{frac.numerator}/{frac.denominator}"
     return rf"$\mathrm{{{base}}}^{{{exp}}}$"
 
@@ -320,6 +322,7 @@ def plot_error_vs_L(
     curves: str | None = None,
     variables: Sequence[str] = ERROR_VARIABLES,
     title: str | None = None,
+    regimes: Sequence[Mapping[str, Any]] = (),
 ) -> Figure:
     """Error against the training-cell size L, one curve per ``curves`` value (P1 Figs. 4, 7, 9;
     P2 Figs. 5, 8, 11), with the predicted slopes as dashed guide lines.
@@ -336,6 +339,10 @@ def plot_error_vs_L(
         One panel per variable (default geometry error in Å and energy error in eV).
     title : str, optional
         Figure title.
+    regimes : sequence of dict, optional
+        Output of :meth:`sweep.analysis.SweepAccessor.regimes`: a curve whose labels match one
+        gets that regime's slope as its guide line; other curves get the design column of
+        :mod:`sweep.rates`.
 
     Returns
     -------
@@ -372,6 +379,13 @@ def plot_error_vs_L(
                             label=name + (f" (slope {s:.2f})" if np.isfinite(s) else ""))
             drawn += 1
             p = ds.sweep.predicted_slope(var, "L", obs)
+            here = {str(c): _value(ds[c].values) for c in ds.coords if ds[c].ndim == 0}
+            if curves:
+                here[curves] = cval
+            hit = next((r for r in regimes if _matches(here, r)), None) if p is not None else None
+            if hit is not None:
+                p = float(getattr(hit["regime"], ("geometry" if var == "geometry_error" else "energy")
+                                  + "_vs_L"))
             if p is not None:
                 guides.setdefault(p, []).append((xs, ys))
                 colors.setdefault(p, line.get_color() if curves == "observations" else "k")
@@ -911,11 +925,12 @@ def write_report(
                 t = t[np.isfinite(t)]
                 acc = f", RMSE ≈ {_fmt(float(np.median(t)), 2)} eV/Å" if t.size else ""
             name = f"error-vs-L_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
-            fig = plot_error_vs_L(sub, curves=curves, title=f"{experiment}: {_group_label(labels)}{acc}")
+            fig = plot_error_vs_L(sub, curves=curves, title=f"{experiment}: {_group_label(labels)}{acc}",
+                                  regimes=regimes)
             _save(fig, figdir / name)
             n_fig += 1
             doc.img(f"figures/{name}", f"Geometry and energy error vs L, {_group_label(labels)}{acc}; "
-                                       "dashed: predicted rate")
+                                       "dashed: predicted rate of the store's regime")
     if not n_fig:
         doc.p("No figures: no finished points yet.")
 

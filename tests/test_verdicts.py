@@ -11,7 +11,7 @@ from scipy import stats
 
 from sweep import paper_values, rates
 from sweep.analysis import MAX_HALF_WIDTH, TARGET_HALF_WIDTH, fit_loglog, grid_suggestion, verdict
-from sweep.report import slope_table, write_report
+from sweep.report import plot_error_vs_L, slope_table, write_report
 
 STR = np.dtypes.StringDType()
 
@@ -205,6 +205,12 @@ def test_report_states_regime_evidence_and_grid_change(tmp_path):
     assert geo["verdict"].startswith("inconclusive")
     assert "L values" in geo["suggestion"] or "scatter must fall" in geo["suggestion"]
     assert geo["points"].count("L=") == 4 and (geo["x_min"], geo["x_max"]) == (4.0, 8.0)
+    # the figure's guide line is the regime's L^-3, not the design column's L^-1
+    sub = ds.sweep.matched_accuracy().isel(defect=0, weights=0, observations=0)
+    fig = plot_error_vs_L(sub, curves="n_defects", regimes=ds.sweep.regimes())
+    guide = next(ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--")
+    gx, gy = np.asarray(guide.get_xdata(), float), np.asarray(guide.get_ydata(), float)
+    assert np.log(gy[-1] / gy[0]) / np.log(gx[-1] / gx[0]) == pytest.approx(-3.0)
     md = write_report(ds, tmp_path / "rep").read_text()
     assert "Regime (which column of Table 1 applies)" in md and "L^{-3d/2} dominates" in md
     assert "Grid: to bring the 95 % half-width" in md and "Points: L=4:" in md
