@@ -43,12 +43,172 @@ from scipy import stats
 
 from . import rates as _rates
 
-__all__ = ["SweepAccessor", "MIN_POINTS", "STATUSES", "fit_loglog"]
+__all__ = ["SweepAccessor", "MIN_POINTS", "STATUSES", "MAX_HALF_WIDTH", "TARGET_HALF_WIDTH",
+           "fit_loglog", "verdict", "grid_suggestion"]
 
 #: Fewest usable points for which a slope with a confidence interval is reported.
 MIN_POINTS = 3
 #: Status values written by the sweep engine, in reporting order.
 STATUSES = ("pending", "done", "failed")
+#: A slope whose 95 % interval is wider than ± this (dimensionless exponent) cannot agree with a
+#: prediction: it is "inconclusive" (the interval would contain rates of different regimes).
+MAX_HALF_WIDTH = 0.5
+#: Half-width the grid-change suggestion aims at for an inconclusive slope.
+TARGET_HALF_WIDTH = 0.3
+
+
+def verdict(slope: float, ci_low: float, ci_high: float, predicted: float | None,
+            against: str, n_points: int, *, max_half_width: float = MAX_HALF_WIDTH) -> str:
+    """The verdict on one measured slope against its prediction.
+
+    Rule, in order:
+
+    1. no slope (fewer than :data:`MIN_POINTS` points, or x constant) → ``"too few points (n < 3)"``
+       or ``"x does not vary"``;
+    2. no prediction → ``"no prediction"``;
+    3. the interval excludes the prediction → ``"faster than predicted"`` or
+       ``"slower than predicted"`` (a disagreement, whatever the interval's width). Errors fall
+       as L grows (negative slopes) and as the RMSE falls (positive slopes): "faster" means the
+       error falls faster than predicted. The predictions against L are rates of an upper
+       bound, so "faster" against L is consistent with the theorem, "slower" is not;
+    4. the interval contains the prediction but its half-width exceeds ``max_half_width``
+       → ``"inconclusive (CI ± h > 0.5)"``: it never counts as agreement;
+    5. otherwise ``"agrees (within CI)"``.
+
+    Parameters
+    ----------
+    slope, ci_low, ci_high : float
+        Measured log–log slope and its 95 % interval (dimensionless).
+    predicted : float or None
+        Predicted slope; None or NaN when the theory has none.
+    against : str
+        ``"L"`` or a regressor variable (``"rmse_forces"``).
+    n_points : int
+        Points in the fit.
+    max_half_width : float
+        Widest half-width that can still agree (default :data:`MAX_HALF_WIDTH`).
+
+    Returns
+    -------
+    str
+    """
+    if not np.isfinite(slope):
+        return f"too few points ({n_points} < {MIN_POINTS})" if n_points < MIN_POINTS else "x does not vary"
+    if predicted is None or not np.isfinite(predicted):
+        return "no prediction"
+    if not ci_low <= predicted <= ci_high:
+        faster = slope < predicted if against == "L" else slope > predicted
+        return "faster than predicted" if faster else "slower than predicted"
+    half = 0.5 * (ci_high - ci_low)
+    if half > max_half_width:
+        return f"inconclusive (CI ± {half:.2g} > {max_half_width:g})"
+    return "agrees (within CI)"
+
+
+def _half_width(residual_sd: float, n: int, sxx: float, confidence: float) -> float:
+    return float(stats.t.ppf(0.5 + confidence / 2.0, n - 2) * residual_sd / np.sqrt(sxx))
+
+
+def _sxx_log_even(n: int, log_range: float) -> float:
+    """Σ (u − ū)² for n values evenly spaced over an interval of length ``log_range``."""
+    return log_range**2 * n * (n + 1) / (12.0 * (n - 1))
+
+
+def grid_suggestion(
+    residual_sd: float,
+    n_points: int,
+    x_min: float,
+    x_max: float,
+    *,
+    sxx: float | None = None,
+    against: str = "L",
+    target: float = TARGET_HALF_WIDTH,
+    confidence: float = 0.95,
+    max_points: int = 200,
+) -> dict[str, Any]:
+    """Which grid change would narrow a slope's confidence interval to ``target``.
+
+    The half-width of the interval is ``t_{n−2} · s / √Sxx`` with s the residual scatter of
+    log10 y and Sxx = Σ (log10 x − mean)². For a grid of n values evenly spaced in log x over
+    a range R = log10(x_max / x_min), Sxx = R² n (n + 1) / (12 (n − 1)): the half-width falls
+    like 1 / (R √n). Assuming the scatter s stays what it is, this returns
+
+    * ``n_same_range``: the fewest points, evenly spaced in log over the same [x_min, x_max],
+      that reach ``target`` (None if more than ``max_points`` would be needed);
+    * ``x_max_same_n``: the largest x that n evenly log-spaced points starting at x_min must
+      reach;
+    * ``scatter_needed``: the residual scatter s at which the present grid would reach it
+      (more training / test configurations, or more cells, lower the noise part of s; a
+      systematic curvature is not lowered by any of these).
+
+    Parameters
+    ----------
+    residual_sd : float
+        Residual standard deviation of log10 y (n − 2 dof).
+    n_points : int
+        Points in the present fit (≥ 3).
+    x_min, x_max : float
+        Present range of x (r0 for L, eV/Å for the force RMSE).
+    sxx : float, optional
+        The present fit's Σ (log10 x − mean)² (default: that of an even log spacing), used for
+        the present half-width only.
+    against : str
+        ``"L"`` (the text speaks of L values) or a variable (basis sizes / RMSE range).
+    target : float
+        Half-width to reach (default :data:`TARGET_HALF_WIDTH`).
+    confidence : float
+        Confidence level of the interval (default 0.95).
+    max_points : int
+        Largest grid size considered for ``n_same_range``.
+
+    Returns
+    -------
+    dict
+        ``half_width`` (present), ``n_same_range``, ``x_max_same_n``, ``scatter_needed`` and
+        ``text`` (one sentence for the report).
+    """
+    n = int(n_points)
+    R = float(np.log10(x_max / x_min))
+    sxx_now = float(sxx) if sxx is not None else (_sxx_log_even(n, R) if n >= 2 and R > 0 else np.nan)
+    half_now = _half_width(residual_sd, n, sxx_now, confidence) if n >= 3 else np.nan
+    n_need = None
+    for m in range(max(n, 3), max_points + 1):
+        if _half_width(residual_sd, m, _sxx_log_even(m, R), confidence) <= target:
+            n_need = m
+            break
+    tn = stats.t.ppf(0.5 + confidence / 2.0, max(n - 2, 1))
+    R_need = tn * residual_sd / target / np.sqrt(n * (n + 1) / (12.0 * (n - 1)))
+    x_max_need = float(x_min * 10**R_need)
+    s_need = float(target / tn * np.sqrt(sxx_now))
+    if against == "L":
+        what_n, what_x, unit = "L values", "L", " r0"
+    else:
+        what_n, what_x, unit = "basis sizes (RMSE values)", against, ""
+    parts = []
+    if n_need is None and x_max_need > 10 * x_max:
+        # neither more points nor a plausible range reaches the target: the scatter must fall
+        text = (f"to bring the 95 % half-width from {half_now:.2g} to ≤ {target:g}, no practical grid "
+                f"change suffices at this scatter (more than {max_points} {'L values' if against == 'L' else 'basis sizes'} "
+                f"over the present range, or a range up to {x_max_need:.3g}"
+                f"{' r0' if against == 'L' else ''}); the residual scatter must fall from "
+                f"{residual_sd:.2g} to ≤ {s_need:.2g} (log10): look for outlying points "
+                "(non-converged relaxations, a different defect state), and use more training/test "
+                "configurations to lower the noise part")
+        return {"half_width": half_now, "n_same_range": None, "x_max_same_n": x_max_need,
+                "scatter_needed": s_need, "text": text}
+    if n_need is not None and n_need > n:
+        parts.append(f"{n_need} {what_n} evenly spaced in log over {x_min:.3g}–{x_max:.3g}{unit}")
+    elif n_need is None:
+        parts.append(f"more than {max_points} {what_n} over the present range")
+    if x_max_need > x_max:
+        parts.append(f"{n} {what_n} from {x_min:.3g} to {x_max_need:.3g}{unit}"
+                     + (" (a wider range: smaller errors need larger bases)" if against != "L" else ""))
+    parts.append(f"a residual scatter ≤ {s_need:.2g} (now {residual_sd:.2g} in log10; more "
+                 "training/test configurations lower its noise part)")
+    text = (f"to bring the 95 % half-width from {half_now:.2g} to ≤ {target:g} (same scatter): "
+            + "; or ".join(parts))
+    return {"half_width": half_now, "n_same_range": n_need, "x_max_same_n": x_max_need,
+            "scatter_needed": s_need, "text": text}
 
 
 def fit_loglog(
@@ -75,8 +235,12 @@ def fit_loglog(
     -------
     dict of ndarray, each shape (G,)
         ``slope``, ``intercept``, ``stderr`` (standard error of the slope), ``ci_low``,
-        ``ci_high``, ``n_points`` (int64, usable points) and ``x_varies`` (bool). Groups with
-        fewer than :data:`MIN_POINTS` usable points or constant x have NaN fit values.
+        ``ci_high``, ``n_points`` (int64, usable points), ``x_varies`` (bool), ``residual_sd``
+        (standard deviation of the log10 residuals, n − 2 degrees of freedom), ``sxx`` (sum of
+        squared deviations of log10 x from its mean), ``x_min`` and ``x_max`` (range of the
+        usable x, x's units) and ``residuals`` (shape (G, S): log10 y minus the fitted line, NaN
+        for unused points). Groups with fewer than :data:`MIN_POINTS` usable points or constant x
+        have NaN fit values.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence!r}")
@@ -111,6 +275,9 @@ def fit_loglog(
     intercept = np.where(valid, intercept, nan)
     stderr = np.where(valid, stderr, nan)
     half = tcrit * stderr
+    with np.errstate(invalid="ignore"):
+        x_min = np.where(n > 0, np.min(np.where(ok, x, np.inf), axis=1), np.nan)
+        x_max = np.where(n > 0, np.max(np.where(ok, x, -np.inf), axis=1), np.nan)
     return {
         "slope": slope,
         "intercept": intercept,
@@ -119,6 +286,11 @@ def fit_loglog(
         "ci_high": slope + half,
         "n_points": n.astype(np.int64),
         "x_varies": x_varies,
+        "residual_sd": np.where(valid, np.sqrt(s2), nan),
+        "sxx": np.where(valid, sxx, nan),
+        "x_min": x_min,
+        "x_max": x_max,
+        "residuals": np.where(ok & valid[:, None], resid, np.nan),
     }
 
 
@@ -197,6 +369,86 @@ class SweepAccessor:
             self.experiment, observations, variable, against,
             spatial_dimension=self.spatial_dimension,
         )
+
+    @property
+    def dislocation_separation(self) -> float | None:
+        """P2's dislocation separation L_D (r0): the attr ``L_D`` if present, else half the
+        simulation-cell size N recorded in ``fixed_parameters`` (the quadrupole has L_D = N/2)."""
+        import json
+
+        attrs = self._ds.attrs
+        if "L_D" in attrs:
+            return float(attrs["L_D"])
+        try:
+            return float(json.loads(attrs["fixed_parameters"])["params"]["simulation"]["size"]) / 2.0
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def regimes(self, matched: xr.Dataset | None = None) -> list[dict[str, Any]]:
+        """The Table 1 regime of every fit group, decided from the store's own fit errors.
+
+        For every combination of the dimensions other than ``L``, ``n_defects`` and
+        ``basis_size`` (P2: per observation set), the measured ε_F (``rmse_forces``, eV/Å), ε_E
+        (``rmse_energy``, meV/atom) and ε_FC_hom (``force_constant_error``, %; P2:
+        ``elastic_constant_error`` as ε_V1) at matched accuracy are taken at each L (median over
+        the done points, i.e. over n_D, which share one fit) and handed to
+        :func:`sweep.rates.p1_regime` or :func:`sweep.rates.p2_regime`.
+
+        Parameters
+        ----------
+        matched : xarray.Dataset, optional
+            Matched-accuracy selection (default: :meth:`matched_accuracy` when the Dataset has a
+            ``basis_size`` dimension, else the Dataset itself).
+
+        Returns
+        -------
+        list of dict
+            ``{dim: label, ..., "regime": sweep.rates.Regime}``; empty when the experiment is
+            neither P1 nor P2, a needed variable is missing, or fewer than two L values have all
+            the measurements.
+        """
+        ds = self._ds
+        exp = (self.experiment or "").lower()
+        paper = "P1" if exp.startswith("p1") else "P2" if exp.startswith("p2") else None
+        if paper is None or "L" not in ds.dims:
+            return []
+        third = "force_constant_error" if paper == "P1" else "elastic_constant_error"
+        need = ("rmse_forces", "rmse_energy", third)
+        if any(v not in ds.data_vars for v in need):
+            return []
+        d = self.spatial_dimension
+        L_D = self.dislocation_separation
+        if (paper == "P1" and not d) or (paper == "P2" and not (L_D and L_D > 1)):
+            return []
+        if matched is None:
+            matched = self.matched_accuracy() if "basis_size" in ds.dims else ds
+        done = matched.sweep.done
+        group_dims = [g for g in matched.sweep.point_dims
+                      if g in matched.dims and g not in ("L", "n_defects", "basis_size")]
+        out = []
+        for index in np.ndindex(*(matched.sizes[g] for g in group_dims)):
+            sel = dict(zip(group_dims, index))
+            labels = {g: _label(matched[g].values[i]) if g in matched.coords else i for g, i in sel.items()}
+            sub = matched.isel(sel)
+            ok = sub.sweep.done if group_dims else done
+            med = {}
+            for v in need:
+                a = sub[v].where(ok.broadcast_like(sub[v]))
+                other = [x for x in a.dims if x != "L"]
+                med[v] = np.asarray((a.median(other, skipna=True) if other else a).values, float)
+            Ls = np.asarray(sub["L"].values, float)
+            good = np.all([np.isfinite(m) for m in med.values()], axis=0) & (Ls > 0)
+            if good.sum() < 2:
+                continue
+            vals = [med[v][good] for v in need]
+            if paper == "P1":
+                reg = _rates.p1_regime(Ls[good], d, *vals)
+            else:
+                obs = labels.get("observations") or (
+                    str(np.ravel(sub["observations"].values)[0]) if "observations" in sub.coords else "E+F")
+                reg = _rates.p2_regime(Ls[good], L_D, str(obs), *vals)
+            out.append({**labels, "regime": reg})
+        return out
 
     # ------------------------------------------------------------------ status
     @property
@@ -297,6 +549,7 @@ class SweepAccessor:
         *,
         confidence: float = 0.95,
         strict: bool = False,
+        points: bool = False,
     ) -> xr.Dataset:
         """Fit log–log slopes of ``variable`` against ``against`` for every group.
 
@@ -320,14 +573,19 @@ class SweepAccessor:
         strict : bool
             Raise if *any* group has fewer than three usable points (default: those groups get
             NaN and only an all-groups failure raises).
+        points : bool
+            Also return the fitted points and their residuals (the evidence behind a verdict).
 
         Returns
         -------
         xarray.Dataset
             Over the group dimensions (with their coordinates): ``slope`` (1), ``intercept``
             (log10 of the variable's units, at x = 1 in the regressor's units), ``stderr`` (1),
-            ``ci_low``, ``ci_high`` (1), ``n_points`` (int64, points used) and ``predicted``
-            (theory slope from :mod:`sweep.rates`, NaN where the theory has none). The attrs
+            ``ci_low``, ``ci_high`` (1), ``n_points`` (int64, points used), ``residual_sd``
+            (log10 residual scatter), ``x_min``/``x_max`` (fitted range, regressor units),
+            with ``points=True`` also ``x_points``/``y_points``/``residuals`` over an extra
+            ``fit_point`` dimension (the points of each fit, NaN where unused), and ``predicted`` (theory slope from
+            :mod:`sweep.rates`, NaN where the theory has none). The attrs
             record ``variable``, ``against``, ``dims``, ``confidence``, ``skipped_not_done``.
 
         Raises
@@ -403,9 +661,23 @@ class SweepAccessor:
             "ci_low": ("1", f"lower end of the {confidence:.0%} confidence interval of the slope"),
             "ci_high": ("1", f"upper end of the {confidence:.0%} confidence interval of the slope"),
             "n_points": ("1", "number of finite, positive, done points in the fit"),
+            "residual_sd": ("1", "standard deviation of the log10 residuals (n − 2 dof)"),
+            "x_min": (str(x.attrs.get("units", "")), f"smallest {against} in the fit"),
+            "x_max": (str(x.attrs.get("units", "")), f"largest {against} in the fit"),
         }
         for name, (units, long_name) in spec.items():
             out[name] = xr.DataArray(fit[name].reshape(shape), dims=group_dims, coords=tmpl.coords,
+                                     attrs={"units": units, "long_name": long_name})
+        # the fitted points themselves (NaN where a candidate point was not used), so that a
+        # verdict can be checked against the data it rests on
+        used = np.isfinite(fit["residuals"])
+        for name, values, units, long_name in () if not points else (
+            ("x_points", xv, str(x.attrs.get("units", "")), f"{against} of the fitted points"),
+            ("y_points", yv, units_y, f"{variable} of the fitted points"),
+            ("residuals", fit["residuals"], "1", "log10 residuals of the fitted points"),
+        ):
+            out[name] = xr.DataArray(np.where(used, values, np.nan).reshape(*shape, S),
+                                     dims=(*group_dims, "fit_point"), coords=tmpl.coords,
                                      attrs={"units": units, "long_name": long_name})
         out["predicted"] = self._predicted_over(out, variable, against)
         out.attrs = {

@@ -32,6 +32,13 @@ P2
     (ε_V1 = ε_V2 = 0): geometry ~ L^{-2}, energy ~ L^{-2}. Versus the force RMSE at fixed L:
     slopes 1 (geometry) and 2 (energy), as in P1 (P2 Fig. 4).
 
+Regimes
+    The rows of :data:`RATES` are the *design* columns (all matching errors the observation set
+    fits taken as zero). Which column of Table 1 actually applies to a store depends on its own
+    fit errors: :func:`p1_regime` and :func:`p2_regime` evaluate the bound's terms over the
+    grid's L values and pick the dominant one (:data:`DOMINANCE`), or, at a crossover, the
+    bound's effective slope. ``ds.sweep.regimes()`` and ``sweep report`` use them.
+
 All slopes are dimensionless exponents p in ``error ∝ x^p`` (log–log slopes), with x = L in
 units of r0 or x = the test-set force RMSE in eV/Å.
 """
@@ -39,6 +46,8 @@ units of r0 or x = the test-set force RMSE in eV/Å.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 __all__ = [
     "PredictedRates",
@@ -48,6 +57,12 @@ __all__ = [
     "predicted_slope",
     "quantity_of",
     "normalise_observations",
+    "DOMINANCE",
+    "Regime",
+    "P1_TABLE1",
+    "P2_TABLE1",
+    "p1_regime",
+    "p2_regime",
 ]
 
 
@@ -228,3 +243,246 @@ def predicted_slope(
         return None
     rates = predicted_rates(experiment, observations, spatial_dimension=spatial_dimension)
     return None if rates is None else rates.slope(quantity, axis)
+
+
+# --------------------------------------------------------------------------- regimes
+#: A term of a bound *dominates* on a grid when, at every L of the grid, it is at least this many
+#: times the sum of the other terms. With two terms t1 ≥ DOMINANCE · t2 the bound's local log–log
+#: slope lies within (p2 − p1) / (1 + DOMINANCE) of t1's exponent p1, i.e. within a quarter of the
+#: gap between the two limiting rates.
+DOMINANCE = 3.0
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Which limiting case of Table 1 applies to a store, and why.
+
+    Attributes
+    ----------
+    paper : str
+        ``"P1"`` or ``"P2"``.
+    column : str
+        The Table 1 column (e.g. ``"ε_E,F = 0"``), or ``"crossover"`` when no term of the bound
+        dominates across the grid (then the predicted slope is the bound's effective slope).
+    geometry_vs_L, energy_vs_L : float
+        Predicted log–log slopes against L (r0): the dominant term's exponent, or for a
+        crossover the least-squares log–log slope of the bound itself over the grid's L values.
+    geometry_column, energy_column : str
+        The regime of each bound separately (they can differ: e.g. the energy bound's L^{-d}
+        term can dominate while the geometry bound is at a crossover).
+    terms : dict of str to tuple of float
+        The bound's terms at each L of the grid (dimensionless, see :func:`p1_regime`), for the
+        report.
+    L : tuple of float
+        The grid's L values (r0) the terms were evaluated at.
+    reason : str
+        One sentence saying which term dominates, by what factor, over which L range.
+    """
+
+    paper: str
+    column: str
+    geometry_vs_L: float
+    energy_vs_L: float
+    geometry_column: str
+    energy_column: str
+    terms: dict
+    L: tuple
+    reason: str
+
+
+def _effective_slope(L: np.ndarray, total: np.ndarray) -> float:
+    lx, ly = np.log(L), np.log(total)
+    return float(np.polyfit(lx, ly, 1)[0]) if lx.size >= 2 and np.ptp(lx) > 0 else float("nan")
+
+
+def _classify(L, terms: dict, exponents: dict, columns: dict) -> tuple[str, float, str]:
+    """Pick the dominant term of a bound (sum of ``terms``) across the L grid.
+
+    ``terms`` maps a term name to its values at each L; ``exponents`` maps it to the term's
+    log–log slope in L; ``columns`` to the Table 1 column it stands for. Returns (column, slope,
+    reason).
+    """
+    L = np.asarray(L, float)
+    arr = {k: np.asarray(v, float) for k, v in terms.items()}
+    total = sum(arr.values())
+    span = f"L = {L.min():g}–{L.max():g} r0"
+    for name, t in arr.items():
+        others = total - t
+        ratio = np.where(others > 0, t / np.where(others > 0, others, 1.0), np.inf)
+        if np.all(ratio >= DOMINANCE):
+            worst = float(np.min(ratio))
+            how = ("the other terms are zero" if not np.isfinite(worst)
+                   else f"it is ≥ {worst:.3g}× the sum of the other terms")
+            return (columns[name], float(exponents[name]),
+                    f"{name} dominates: {how} at every {span} (threshold {DOMINANCE:g}×)")
+    share = {k: float(np.mean(v / total)) for k, v in arr.items()}
+    top = ", ".join(f"{k} {100 * s:.0f} %" for k, s in sorted(share.items(), key=lambda kv: -kv[1]))
+    return ("crossover", _effective_slope(L, total),
+            f"no term dominates by {DOMINANCE:g}× at every {span} (mean shares of the bound: {top}); "
+            "predicted slope = log–log slope of the bound over the grid")
+
+
+def p1_regime(
+    L,
+    d: int,
+    rmse_forces_eV_per_A,
+    rmse_energy_meV_per_atom,
+    force_constant_error_percent,
+) -> Regime:
+    """The P1 Table 1 regime for a grid of training-cell sizes, from measured fit errors.
+
+    The bounds of P1 Theorem 3.1 (eqs. 3.7–3.8) are evaluated term by term at every L of the
+    grid, with unit prefactors and the measured errors at that L (at matched accuracy)::
+
+        geometry:  t_F = ε_F,   t_FC = L^{-d/2} ε_FC_hom,   t_L = L^{-3d/2}
+        energy:    t_E = ε_E,   t_G² = (t_F + t_FC + t_L)²,  t_d = L^{-d}
+
+    with L in r0, ε_F the test-set force RMSE in eV/Å, ε_FC_hom the relative force-constant
+    error as a fraction (``force_constant_error_percent / 100``) and ε_E the test-set energy RMSE
+    in eV/atom. The theorem's constants are unknown; unit prefactors in these natural units are
+    the assumption of this rule, which is why the report prints the terms next to the verdict.
+
+    Decision rule (:data:`DOMINANCE`): a term that is ≥ 3× the sum of the others at every L of
+    the grid decides the column of Table 1 —
+
+    ========================  ============================  ==============
+    dominant term             Table 1 column                slope vs L
+    ========================  ============================  ==============
+    t_FC (geometry)           ε_E,F = 0                     −d/2
+    t_L (geometry)            ε_E,F = ε_FC_hom = 0          −3d/2
+    t_F (geometry)            L sufficiently large          0
+    t_d (energy)              ε_E,F = 0 (both columns)      −d
+    t_G² (energy)             (geometry bound squared)      2 × geometry
+    t_E (energy)              L sufficiently large          0
+    ========================  ============================  ==============
+
+    Otherwise the bound is at a crossover and the predicted slope is the least-squares log–log
+    slope of the summed bound over the grid's L values.
+
+    Parameters
+    ----------
+    L : sequence of float
+        Training-cell sizes (r0).
+    d : int
+        Spatial dimension (2 or 3).
+    rmse_forces_eV_per_A, rmse_energy_meV_per_atom, force_constant_error_percent : sequence of float
+        Measured ε_F (eV/Å), ε_E (meV/atom) and ε_FC_hom (%) at each L (same length as ``L``).
+
+    Returns
+    -------
+    Regime
+    """
+    L = np.asarray(L, float)
+    eF = np.broadcast_to(np.asarray(rmse_forces_eV_per_A, float), L.shape)
+    eE = np.broadcast_to(np.asarray(rmse_energy_meV_per_atom, float), L.shape) * 1e-3
+    eFC = np.broadcast_to(np.asarray(force_constant_error_percent, float), L.shape) * 1e-2
+    g_terms = {"ε_F": eF, "L^{-d/2} ε_FC_hom": L ** (-d / 2) * eFC, "L^{-3d/2}": L ** (-1.5 * d)}
+    g_exp = {"ε_F": 0.0, "L^{-d/2} ε_FC_hom": -d / 2, "L^{-3d/2}": -1.5 * d}
+    g_col = {"ε_F": "L sufficiently large", "L^{-d/2} ε_FC_hom": "ε_E,F = 0",
+             "L^{-3d/2}": "ε_E,F = ε_FC_hom = 0"}
+    g_column, g_slope, g_reason = _classify(L, g_terms, g_exp, g_col)
+    gsum = sum(g_terms.values())
+    e_terms = {"ε_E": eE, "(geometry bound)²": gsum**2, "L^{-d}": L ** (-float(d))}
+    e_exp = {"ε_E": 0.0, "(geometry bound)²": 2 * _effective_slope(L, gsum), "L^{-d}": -float(d)}
+    e_col = {"ε_E": "L sufficiently large", "(geometry bound)²": f"geometry² ({g_column})",
+             "L^{-d}": "ε_E,F = 0"}
+    e_column, e_slope, e_reason = _classify(L, e_terms, e_exp, e_col)
+    return Regime(
+        paper="P1", column=g_column, geometry_vs_L=g_slope, energy_vs_L=e_slope,
+        geometry_column=g_column, energy_column=e_column,
+        terms={**{f"geometry: {k}": tuple(map(float, v)) for k, v in g_terms.items()},
+               **{f"energy: {k}": tuple(map(float, v)) for k, v in e_terms.items()}},
+        L=tuple(map(float, L)),
+        reason=f"geometry: {g_reason}; energy: {e_reason}",
+    )
+
+
+#: P2 Table 1's columns: the observation set decides which elastic matching errors are zero by
+#: construction (ε_V1 = 0 when linear elasticity is fitted, ε_V2 = 0 when nonlinear elasticity is).
+P2_TABLE1 = {
+    "ε_E,F = 0": {"geometry_vs_L": 0.0, "energy_vs_L": 0.0,
+                  "note": "log^{1/2}(L_D) ε_V1: no decay in L at fixed L_D"},
+    "ε_E,F = ε_V1 = 0": {"geometry_vs_L": -1.0, "energy_vs_L": -2.0, "note": "L^{-1} ε_V2"},
+    "ε_E,F = ε_V1 = ε_V2 = 0": {"geometry_vs_L": -2.0, "energy_vs_L": -2.0, "note": "L^{-2}"},
+    "L sufficiently large": {"geometry_vs_L": 0.0, "energy_vs_L": 0.0,
+                             "note": "ε_F + log^{1/2}(L_D) ε_V1"},
+}
+
+#: P1 Table 1's columns (exponents of L for dimension d).
+P1_TABLE1 = {
+    "ε_E,F = 0": {"geometry_vs_L": "-d/2", "energy_vs_L": "-d"},
+    "ε_E,F = ε_FC_hom = 0": {"geometry_vs_L": "-3d/2", "energy_vs_L": "-d"},
+    "L sufficiently large": {"geometry_vs_L": "0 (ε_F)", "energy_vs_L": "0 (ε_E + ε_F²)"},
+}
+
+
+def p2_regime(
+    L,
+    L_D: float,
+    observations: str,
+    rmse_forces_eV_per_A,
+    rmse_energy_meV_per_atom,
+    elastic_constant_error_percent,
+) -> Regime:
+    """The P2 Table 1 regime for a grid of training-cell sizes, from measured fit errors.
+
+    The bounds of P2 Theorem 3.1 (eqs. 3.13–3.14) are evaluated term by term at every L, with unit
+    prefactors (the assumption of this rule, as in :func:`p1_regime`)::
+
+        geometry:  t_F = ε_F,  t_V1 = log^{1/2}(L_D) ε_V1,  t_V2 = L^{-1} ε_V2,  t_L = L^{-2}
+        energy:    t_E = ε_E,  t_G² = (sum of the geometry terms)²,  t_2 = L^{-2}
+
+    ε_F is the force RMSE (eV/Å), ε_E the energy RMSE (eV/atom), ε_V1 the measured relative
+    elastic-constant error (``elastic_constant_error_percent / 100``). The store does not measure
+    ε_V2: it is 0 when the observation set fits nonlinear elasticity (``NL``) and taken as 1
+    (an unfitted third derivative has an O(1) relative error) otherwise. L_D is the fixed
+    dislocation separation (r0), so t_F and t_V1 do not decay with L.
+
+    Dominant geometry term → Table 1 column (slope vs L): t_V1 → "ε_E,F = 0" (0, stalls);
+    t_V2 → "ε_E,F = ε_V1 = 0" (−1); t_L → "ε_E,F = ε_V1 = ε_V2 = 0" (−2); t_F → "L sufficiently
+    large" (0). Energy: t_2 → −2; t_G² → twice the geometry bound's slope; t_E → 0. No dominant
+    term (:data:`DOMINANCE`) → crossover, with the bound's own log–log slope over the grid.
+
+    Parameters
+    ----------
+    L : sequence of float
+        Training-cell sizes (r0).
+    L_D : float
+        Dislocation separation in the simulation cell (r0), > 1.
+    observations : str
+        Observation-set label (``"E+F"``, ``"E+F+CLE"``, ``"E+F+CLE+NL"``).
+    rmse_forces_eV_per_A, rmse_energy_meV_per_atom, elastic_constant_error_percent : sequence of float
+        Measured ε_F (eV/Å), ε_E (meV/atom), ε_V1 (%) at each L.
+
+    Returns
+    -------
+    Regime
+    """
+    L = np.asarray(L, float)
+    obs = normalise_observations(observations).split("+")
+    eF = np.broadcast_to(np.asarray(rmse_forces_eV_per_A, float), L.shape)
+    eE = np.broadcast_to(np.asarray(rmse_energy_meV_per_atom, float), L.shape) * 1e-3
+    eV1 = np.broadcast_to(np.asarray(elastic_constant_error_percent, float), L.shape) * 1e-2
+    eV2 = 0.0 if "NL" in obs else 1.0
+    g_terms = {"ε_F": eF, "log^{1/2}(L_D) ε_V1": np.sqrt(np.log(float(L_D))) * eV1,
+               "L^{-1} ε_V2": L**-1.0 * eV2, "L^{-2}": L**-2.0}
+    g_terms = {k: v for k, v in g_terms.items() if np.any(v > 0)}
+    g_exp = {"ε_F": 0.0, "log^{1/2}(L_D) ε_V1": 0.0, "L^{-1} ε_V2": -1.0, "L^{-2}": -2.0}
+    g_col = {"ε_F": "L sufficiently large", "log^{1/2}(L_D) ε_V1": "ε_E,F = 0",
+             "L^{-1} ε_V2": "ε_E,F = ε_V1 = 0", "L^{-2}": "ε_E,F = ε_V1 = ε_V2 = 0"}
+    g_column, g_slope, g_reason = _classify(L, g_terms, g_exp, g_col)
+    gsum = sum(g_terms.values())
+    e_terms = {"ε_E": eE, "(geometry bound)²": gsum**2, "L^{-2}": L**-2.0}
+    e_exp = {"ε_E": 0.0, "(geometry bound)²": 2 * _effective_slope(L, gsum), "L^{-2}": -2.0}
+    e_col = {"ε_E": "L sufficiently large", "(geometry bound)²": f"geometry² ({g_column})",
+             "L^{-2}": "ε_E,F = ε_V1 = 0"}
+    e_column, e_slope, e_reason = _classify(L, e_terms, e_exp, e_col)
+    return Regime(
+        paper="P2", column=g_column, geometry_vs_L=g_slope, energy_vs_L=e_slope,
+        geometry_column=g_column, energy_column=e_column,
+        terms={**{f"geometry: {k}": tuple(map(float, v)) for k, v in g_terms.items()},
+               **{f"energy: {k}": tuple(map(float, v)) for k, v in e_terms.items()}},
+        L=tuple(map(float, L)),
+        reason=(f"geometry: {g_reason}; energy: {e_reason}"
+                + ("" if "NL" in obs else "; ε_V2 is not measured and taken as 1 (NL not fitted)")),
+    )

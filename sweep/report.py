@@ -13,12 +13,20 @@ writes into ``out_dir``:
     set when there are several (P2 Figs. 5, 8, 11), else per n_D (P1 Figs. 4, 7, 9), with the
     predicted slopes of :mod:`sweep.rates` drawn as dashed guide lines.
 ``slopes.csv``
-    Measured log–log slopes with 95 % t intervals next to the predicted ones.
+    Measured log–log slopes with 95 % t intervals next to the predicted ones: the prediction of
+    the Table 1 regime the store's own fit errors put it in (:meth:`SweepAccessor.regimes`), the
+    verdict (:func:`sweep.analysis.verdict`: agrees / inconclusive / faster / slower), the fitted
+    points with their residuals, and for inconclusive slopes the grid change that would narrow
+    the interval (:func:`sweep.analysis.grid_suggestion`). The report states each regime, why,
+    and the bound's terms at every L.
 ``fit_quality.csv``
     The fit-quality table in the form of P1 Table 2: #B, #obs, ε_E (meV/atom), ε_F (eV/Å),
     ε_FC_hom (%), fit time (s) per L and basis size.
 ``failures.csv``
     Every failed point with its error message.
+P1 Table 2 side by side
+    For a P1 vacancy store with L = 8 r0, the paper's published Table 2 rows at L = 8 r0
+    (:mod:`sweep.paper_values`) next to the store's fits.
 ``index.md``, ``index.html``
     Everything above, linked, with the number of finished, pending and failed points.
 
@@ -44,7 +52,9 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from . import analysis as _analysis  # noqa: F401  (registers ds.sweep)
-from .analysis import MIN_POINTS, fit_loglog
+from . import paper_values as _paper
+from . import rates as _rates
+from .analysis import MAX_HALF_WIDTH, MIN_POINTS, TARGET_HALF_WIDTH, fit_loglog, grid_suggestion, verdict
 
 __all__ = [
     "write_report",
@@ -164,6 +174,8 @@ def _usable(ds: xr.Dataset, x: str, y: str, keep: Sequence[str]) -> tuple[xr.Dat
 
 def _power_label(base: str, p: float) -> str:
     frac = Fraction(p).limit_denominator(4)
+    if abs(float(frac) - p) > 1e-9:  # an effective (crossover) slope: print it as a decimal
+        return rf"$\mathrm{{{base}}}^{{{p:.2f}}}$"
     exp = str(frac.numerator) if frac.denominator == 1 else f"{frac.numerator}/{frac.denominator}"
     return rf"$\mathrm{{{base}}}^{{{exp}}}$"
 
@@ -310,6 +322,7 @@ def plot_error_vs_L(
     curves: str | None = None,
     variables: Sequence[str] = ERROR_VARIABLES,
     title: str | None = None,
+    regimes: Sequence[Mapping[str, Any]] = (),
 ) -> Figure:
     """Error against the training-cell size L, one curve per ``curves`` value (P1 Figs. 4, 7, 9;
     P2 Figs. 5, 8, 11), with the predicted slopes as dashed guide lines.
@@ -326,6 +339,10 @@ def plot_error_vs_L(
         One panel per variable (default geometry error in Å and energy error in eV).
     title : str, optional
         Figure title.
+    regimes : sequence of dict, optional
+        Output of :meth:`sweep.analysis.SweepAccessor.regimes`: a curve whose labels match one
+        gets that regime's slope as its guide line; other curves get the design column of
+        :mod:`sweep.rates`.
 
     Returns
     -------
@@ -362,6 +379,13 @@ def plot_error_vs_L(
                             label=name + (f" (slope {s:.2f})" if np.isfinite(s) else ""))
             drawn += 1
             p = ds.sweep.predicted_slope(var, "L", obs)
+            here = {str(c): _value(ds[c].values) for c in ds.coords if ds[c].ndim == 0}
+            if curves:
+                here[curves] = cval
+            hit = next((r for r in regimes if _matches(here, r)), None) if p is not None else None
+            if hit is not None:
+                p = float(getattr(hit["regime"], ("geometry" if var == "geometry_error" else "energy")
+                                  + "_vs_L"))
             if p is not None:
                 guides.setdefault(p, []).append((xs, ys))
                 colors.setdefault(p, line.get_color() if curves == "observations" else "k")
@@ -387,10 +411,33 @@ def plot_error_vs_L(
 
 
 # --------------------------------------------------------------------------- tables
-def _slope_rows(res: xr.Dataset, variable: str, against: str, extra: Mapping[str, Any]) -> list[dict]:
+def _points_text(xs: np.ndarray, ys: np.ndarray, res: np.ndarray, against: str) -> str:
+    """``"L=4: 0.0176 (+0.03), …"``: the fitted points with their log10 residuals."""
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    order = np.argsort(xs[ok])
+    xname = "L" if against == "L" else "ε_F"
+    return ", ".join(f"{xname}={_fmt(float(x))}: {_fmt(float(y))} ({float(r):+.2f})"
+                     for x, y, r in zip(xs[ok][order], ys[ok][order], res[ok][order]))
+
+
+def _matches(row: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    return all(row[k] == v for k, v in labels.items() if k in row and k != "regime")
+
+
+def _slope_rows(res: xr.Dataset, variable: str, against: str, extra: Mapping[str, Any],
+                regimes: Sequence[Mapping[str, Any]] = ()) -> list[dict]:
+    """One row per fitted group, with the prediction of the regime that applies to it.
+
+    Against L, the prediction is the slope of the Table 1 regime chosen from the store's own
+    fit errors (:meth:`sweep.analysis.SweepAccessor.regimes`) when one could be chosen, else
+    the observation set's design column (``res["predicted"]``, the ε_E,F = 0 column of the
+    observation set). Against the force RMSE it is always the "L sufficiently large" column
+    (slope 1 for geometry, 2 for energy).
+    """
     rows = []
     dims = list(res["slope"].dims)
     shape = tuple(res.sizes[d] for d in dims)
+    quantity = "geometry" if variable == "geometry_error" else "energy"
     for index in np.ndindex(*shape) if shape else [()]:
         sel = dict(zip(dims, index))
         one = res.isel(sel)
@@ -401,19 +448,34 @@ def _slope_rows(res: xr.Dataset, variable: str, against: str, extra: Mapping[str
         n = int(one["n_points"])
         slope = float(one["slope"])
         lo, hi = float(one["ci_low"]), float(one["ci_high"])
-        pred = float(one["predicted"])
-        row.update(slope=slope, ci_low=lo, ci_high=hi, n_points=n, predicted=pred)
-        if not np.isfinite(slope):
-            row["verdict"] = f"too few points ({n} < {MIN_POINTS})" if n < MIN_POINTS else "x does not vary"
-        elif not np.isfinite(pred):
-            row["verdict"] = "no prediction"
-        elif lo <= pred <= hi:
-            row["verdict"] = "agrees (within CI)"
-        else:
-            # errors fall as L grows (negative slopes) and as the RMSE falls (positive slopes):
-            # "faster" means the error falls faster than predicted as L or the fit improves
-            faster = slope < pred if against == "L" else slope > pred
-            row["verdict"] = "faster than predicted" if faster else "slower than predicted"
+        design = float(one["predicted"])
+        pred, regime, why = design, "", ""
+        if against == "L":
+            hit = next((r for r in regimes if _matches(row, r)), None)
+            if hit is not None and np.isfinite(design):
+                reg = hit["regime"]
+                pred = float(getattr(reg, f"{quantity}_vs_L"))
+                regime = getattr(reg, f"{quantity}_column")
+                why = reg.reason
+            elif np.isfinite(design):
+                regime = "design column (not decided: the store lacks the measured errors)"
+        elif np.isfinite(design):
+            regime = "L sufficiently large"
+        row.update(slope=slope, ci_low=lo, ci_high=hi, n_points=n, predicted=pred,
+                   design_predicted=design, regime=regime, regime_reason=why,
+                   x_min=float(one["x_min"]), x_max=float(one["x_max"]),
+                   residual_sd=float(one["residual_sd"]))
+        row["verdict"] = verdict(slope, lo, hi, pred, against, n)
+        row["points"] = (_points_text(np.asarray(one["x_points"].values, float),
+                                      np.asarray(one["y_points"].values, float),
+                                      np.asarray(one["residuals"].values, float), against)
+                         if "x_points" in one and np.isfinite(slope) else "")
+        row["suggestion"] = ""
+        if row["verdict"].startswith("inconclusive"):
+            row["suggestion"] = grid_suggestion(
+                row["residual_sd"], n, row["x_min"], row["x_max"], against=against,
+                sxx=(row["residual_sd"] / float(one["stderr"])) ** 2
+                if float(one["stderr"]) > 0 else None)["text"]
         rows.append(row)
     return rows
 
@@ -433,7 +495,12 @@ def slope_table(ds: xr.Dataset, matched: xr.Dataset | None = None) -> tuple[list
     -------
     rows : list of dict
         One row per fitted group: ``variable``, ``against``, the group's coordinates, ``slope``,
-        ``ci_low``, ``ci_high`` (95 % t interval), ``n_points``, ``predicted`` and ``verdict``.
+        ``ci_low``, ``ci_high`` (95 % t interval), ``n_points``, ``predicted`` (the regime's
+        slope), ``design_predicted`` (the observation set's design column of Table 1),
+        ``regime`` and ``regime_reason``, ``x_min``/``x_max`` (fitted range), ``residual_sd``
+        (log10), ``points`` (the fitted points with their residuals), ``verdict``
+        (:func:`sweep.analysis.verdict`) and, for inconclusive rows, ``suggestion``
+        (:func:`sweep.analysis.grid_suggestion`).
     notes : list of str
         Why some fits could not be made at all (e.g. a single L value).
     """
@@ -441,18 +508,19 @@ def slope_table(ds: xr.Dataset, matched: xr.Dataset | None = None) -> tuple[list
     notes: list[str] = []
     if matched is None:
         matched = ds.sweep.matched_accuracy() if "basis_size" in ds.dims and "rmse_forces" in ds else ds
+    regimes = ds.sweep.regimes(matched) if "L" in ds.dims else []
     for var in ERROR_VARIABLES:
         if var not in ds.data_vars:
             continue
         if "L" in ds.dims:
             try:
-                res = matched.sweep.slope(var, against="L")
-                rows += _slope_rows(res, var, "L", {})
+                res = matched.sweep.slope(var, against="L", points=True)
+                rows += _slope_rows(res, var, "L", {}, regimes)
             except ValueError as exc:
                 notes.append(f"{var} vs L: {exc}")
         if "rmse_forces" in ds.data_vars:
             try:
-                res = ds.sweep.slope(var, against="rmse_forces")
+                res = ds.sweep.slope(var, against="rmse_forces", points=True)
                 rows += _slope_rows(res, var, "rmse_forces", {})
             except ValueError as exc:
                 notes.append(f"{var} vs rmse_forces: {exc}")
@@ -527,6 +595,36 @@ def fit_quality_table(ds: xr.Dataset, pooled: Sequence[str] = ("n_defects",)) ->
         row["points"] = int(d_here.size)
         rows.append(row)
     return rows
+
+
+#: The column of P1 Table 2 the report compares against.
+PAPER_L_R0 = 8
+
+
+def _paper_table2_rows(ds: xr.Dataset, L_r0: int = PAPER_L_R0) -> list[list[Any]]:
+    """Rows "paper" / "this store" for P1 Table 2 at L = ``L_r0``, for a P1 vacancy store.
+
+    Empty unless the experiment is a P1 one, the store's defect is ``vacancy`` (the only case the
+    paper tabulates) and it has done fits at that L.
+    """
+    exp = (ds.sweep.experiment or "").lower()
+    if not exp.startswith("p1") or "L" not in ds.dims or L_r0 not in [int(v) for v in ds["L"].values]:
+        return []
+    if "defect" in ds.coords and {str(v) for v in np.ravel(ds["defect"].values)} != {"vacancy"}:
+        return []
+    rows: list[list[Any]] = []
+    for r in _paper.p1_table2(L_r0):
+        rows.append(["paper", r.n_basis, _paper.P1_TABLE2_OBSERVATIONS[L_r0], r.rmse_energy_meV,
+                     r.rmse_forces_eV_per_A, r.force_constant_error_percent, r.fit_time_s])
+    for f in fit_quality_table(ds):
+        if int(f.get("L", -1)) != L_r0:
+            continue
+        label = "this store" + "".join(f", {SHORT.get(k, k)} {f[k]}" for k in ("weights", "observations")
+                                       if k in f and ds.sizes.get(k, 1) > 1)
+        rows.append([label, f.get("n_basis", np.nan), f.get("n_observations", np.nan),
+                     f.get("rmse_energy", np.nan), f.get("rmse_forces", np.nan),
+                     f.get("force_constant_error", np.nan), f.get("fit_time", np.nan)])
+    return rows if len(rows) > len(_paper.p1_table2(L_r0)) else []
 
 
 # --------------------------------------------------------------------------- document
@@ -692,20 +790,47 @@ def write_report(
     pdims = ds.sweep.point_dims
     group_cols = [d for d in pdims if d != "basis_size" and any(d in r for r in rows)]
     slope_cols = ["variable", "against", *group_cols, "slope", "ci_low", "ci_high", "n_points",
-                  "predicted", "verdict"]
+                  "predicted", "regime", "design_predicted", "verdict", "x_min", "x_max",
+                  "residual_sd", "points", "suggestion", "regime_reason"]
     _write_csv(out / "slopes.csv", rows, slope_cols)
     doc.h(2, "Convergence rates: measured vs predicted")
     doc.p("Log–log least-squares slopes with 95 % confidence intervals (Student t, n − 2 degrees of "
-          "freedom); 'predicted' is the rate of P1/P2 Theorem 3.1 and Table 1 (sweep/rates.py). "
+          "freedom); 'predicted' is the rate of the P1/P2 Table 1 regime that applies to this store "
+          "(sweep/rates.py; see 'Regime' below). "
           "Slopes against L use, for each L, the basis size whose force RMSE is closest to a common "
           "target (matched accuracy); slopes against the force RMSE are per L, over the basis sizes."
           f" A fit needs at least {MIN_POINTS} finished points.")
+    doc.p(f"Verdicts: 'agrees' when the interval contains the prediction and its half-width is at "
+          f"most {MAX_HALF_WIDTH:g}; 'inconclusive' when it contains the prediction but is wider; "
+          "'faster' / 'slower than predicted' when the interval excludes the prediction (the error "
+          "falls faster / slower than predicted). The rates against L are those of an upper bound: "
+          "'faster' against L is consistent with the theorem, 'slower' is not.")
     if matched is not None and "rmse_target" in matched:
         tg = np.unique(np.round(np.asarray(matched["rmse_target"].values, float), 6))
         tg = tg[np.isfinite(tg)]
         if tg.size:
             doc.p("Matched-accuracy target RMSE forces (eV/Å): " + ", ".join(_fmt(t) for t in tg) + ".")
     doc.links([("slopes.csv", "slopes.csv")])
+    regimes = ds.sweep.regimes(matched) if counts["done"] and "L" in ds.dims else []
+    if regimes:
+        doc.h(3, "Regime (which column of Table 1 applies)")
+        doc.p("Each term of the Theorem 3.1 bound is evaluated at every L of the grid from this "
+              "store's own fit errors at matched accuracy (unit prefactors; ε_F in eV/Å, ε_E in eV/atom, "
+              "ε_FC_hom and ε_V1 as fractions, L in r0). A term that is at least "
+              f"{_rates.DOMINANCE:g}× the sum of the others at every L decides the column; otherwise "
+              "the bound is at a crossover and the prediction is the bound's own log–log slope over "
+              "the grid.")
+        rlabels = [k for k in regimes[0] if k != "regime"]
+        doc.table([*[SHORT.get(k, k) for k in rlabels], "geometry regime", "predicted vs L",
+                   "energy regime", "predicted vs L", "why"],
+                  [[*[r[k] for k in rlabels], r["regime"].geometry_column, r["regime"].geometry_vs_L,
+                    r["regime"].energy_column, r["regime"].energy_vs_L, r["regime"].reason]
+                   for r in regimes])
+        for r in regimes:
+            reg = r["regime"]
+            doc.p("Bound terms at each L, " + (_group_label({k: r[k] for k in rlabels}) or "all") + ":")
+            doc.table(["term", *[f"L = {_fmt(x)} r0" for x in reg.L]],
+                      [[name, *vals] for name, vals in reg.terms.items()])
     for against, heading, skip in (("L", "Against L (r0), at matched accuracy", ("L",)),
                                    ("rmse_forces", "Against the force RMSE (eV/Å), per L", ())):
         part = [r for r in rows if r["against"] == against]
@@ -714,13 +839,41 @@ def write_report(
         cols = [c for c in group_cols if c not in skip]
         doc.h(3, heading)
         doc.table(
-            ["variable", *[SHORT.get(c, c) for c in cols], "slope", "95 % CI", "n", "predicted", "verdict"],
+            ["variable", *[SHORT.get(c, c) for c in cols], "slope", "95 % CI", "n", "fitted range",
+             "predicted", "regime", "verdict"],
             [[r["variable"], *[r.get(c, "") for c in cols], r["slope"],
               f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if np.isfinite(r["slope"]) else "—",
-              r["n_points"], r["predicted"], r["verdict"]] for r in part],
+              r["n_points"],
+              f"{_fmt(r['x_min'])}–{_fmt(r['x_max'])}" if np.isfinite(r["slope"]) else "—",
+              r["predicted"], r["regime"], r["verdict"]] for r in part],
         )
+        flagged = [r for r in part if r["verdict"].startswith(("faster", "slower", "inconclusive"))]
+        if flagged:
+            doc.p("Evidence for every slope that does not agree: the fitted points "
+                  "(x: error, with the log10 residual from the fitted line), the residual scatter, "
+                  "and for inconclusive slopes the grid change that would narrow the interval.")
+            items = []
+            for r in flagged:
+                head = (f"{r['variable']}, {_group_label({c: r.get(c, '') for c in cols})}: "
+                        f"slope {_fmt(r['slope'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], "
+                        f"n = {r['n_points']}, range {_fmt(r['x_min'])}–{_fmt(r['x_max'])}, predicted "
+                        f"{_fmt(r['predicted'])} ({r['regime']}) → {r['verdict']}. "
+                        f"Points: {r['points']}; residual sd {_fmt(r['residual_sd'])} (log10).")
+                items.append(head + (f" Grid: {r['suggestion']}." if r["suggestion"] else ""))
+            doc.ul(items)
     if notes or not rows:
         doc.ul(notes or ["No finished points: nothing to fit yet."])
+
+    # ---- paper side by side
+    paper_rows = _paper_table2_rows(ds) if counts["done"] else []
+    if paper_rows:
+        doc.h(2, f"P1 Table 2 side by side (L = {PAPER_L_R0} r0)")
+        doc.p(f"The paper's published numbers ({_paper.P1_TABLE2_SOURCE}; typed in sweep/paper_values.py) "
+              "next to this store's fits at the same L. The paper's ε_E is given in meV (read as "
+              "meV/atom); its T is the fit time of Julia ACE1 on the authors' machine, this store's T "
+              "the least-squares solve time (fit_time) on this one.")
+        doc.table(["source", "#B", "#O", "ε_E (meV/atom)", "ε_F (eV/Å)", "ε_FC_hom (%)", "T (s)"],
+                  paper_rows)
 
     # ---- fit quality
     doc.h(2, "Fit quality (as P1 Table 2)")
@@ -772,11 +925,12 @@ def write_report(
                 t = t[np.isfinite(t)]
                 acc = f", RMSE ≈ {_fmt(float(np.median(t)), 2)} eV/Å" if t.size else ""
             name = f"error-vs-L_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
-            fig = plot_error_vs_L(sub, curves=curves, title=f"{experiment}: {_group_label(labels)}{acc}")
+            fig = plot_error_vs_L(sub, curves=curves, title=f"{experiment}: {_group_label(labels)}{acc}",
+                                  regimes=regimes)
             _save(fig, figdir / name)
             n_fig += 1
             doc.img(f"figures/{name}", f"Geometry and energy error vs L, {_group_label(labels)}{acc}; "
-                                       "dashed: predicted rate")
+                                       "dashed: predicted rate of the store's regime")
     if not n_fig:
         doc.p("No figures: no finished points yet.")
 

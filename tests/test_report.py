@@ -181,8 +181,21 @@ def test_report_on_partial_store_states_counts_and_failures(tmp_path):
         (v, n) for v in ("geometry_error", "energy_error") for n in ("2", "3")}
     for r in vs_L:
         true = -1.0 if r["variable"] == "geometry_error" else -2.0
-        assert float(r["predicted"]) == true
+        # the design column of Table 1 (ε_E,F = 0) is what the store was built with ...
+        assert float(r["design_predicted"]) == true
         assert abs(float(r["slope"]) - true) < 0.25
+        assert float(r["ci_low"]) < float(r["slope"]) < float(r["ci_high"])
+    # ... but this store's own errors put its geometry bound in another regime: at matched
+    # accuracy ε_F ≈ 0.067 eV/Å, while L^{-1} ε_FC_hom + L^{-3} ≤ 0.02 at L = 4 (ε_FC_hom ≈ 1.7 %),
+    # so ε_F is > 3× the L-dependent terms everywhere and the bound does not decay in L ("L
+    # sufficiently large", slope 0); the measured −1 then falls faster than the bound, which the
+    # theorem allows (the report used to call it "agrees" against the design column)
+    for r in vs_L:
+        if r["variable"] == "geometry_error":
+            assert r["regime"] == "L sufficiently large" and float(r["predicted"]) == 0.0
+            assert r["verdict"] == "faster than predicted" and "ε_F dominates" in r["regime_reason"]
+            assert r["points"].count("L=") == int(r["n_points"])
+    for r in vs_L:
         assert float(r["ci_low"]) < float(r["slope"]) < float(r["ci_high"])
     # the pending L = 8 (n_D 3) leaves 3 L values for that curve
     assert [r["n_points"] for r in vs_L if r["n_defects"] == "3"] == ["3", "3"]
