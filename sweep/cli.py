@@ -98,7 +98,8 @@ def _cmd_status(args) -> int:
     if lost:
         dims = ds["status"].dims
         for name, idxs in lost.items():
-            first = {d: ds[d].values[i].item() for d, i in zip(dims, idxs[0])}
+            first = {d: getattr(v, "item", lambda v=v: v)()
+                     for d, v in ((d, ds[d].values[i]) for d, i in zip(dims, idxs[0]))}
             print(f"  damaged: {name} lacks the chunks of {len(idxs)} done point(s), e.g. {first}")
         print(f"sweep: {args.store} is damaged: chunks of done points are missing "
               f"({', '.join(lost)}); move it aside or restore it from a backup", file=sys.stderr)
