@@ -21,7 +21,7 @@ def _cmd_specs(args) -> int:
 
 def _cmd_run(args) -> int:
     from .cluster import connect_from_args  # noqa: PLC0415
-    from .cluster import PointTooLong  # noqa: PLC0415
+    from .cluster import PointTooLong, preflight  # noqa: PLC0415
     from .lock import StoreLocked, store_lock  # noqa: PLC0415
     from .runner import run_sweep  # noqa: PLC0415
     from .spec import SpecError, load_spec  # noqa: PLC0415
@@ -32,6 +32,12 @@ def _cmd_run(args) -> int:
         spec = load_spec(args.spec)
     except SpecError as e:
         print(f"sweep: invalid spec: {e}", file=sys.stderr)
+        return 2
+    try:
+        # what cannot fit a worker is refused before any store or cluster exists
+        preflight(spec)
+    except PointTooLong as e:
+        print(f"sweep: {e}", file=sys.stderr)
         return 2
     store = Path(args.store or f"runs/{spec.name}.zarr")
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -63,12 +69,21 @@ def _cmd_run(args) -> int:
 def _cmd_status(args) -> int:
     import numpy as np  # noqa: PLC0415
 
-    from .store import STATUS_VALUES, open_store, point_status  # noqa: PLC0415
+    from .store import (STATUS_VALUES, StoreMismatch, is_store,  # noqa: PLC0415
+                        missing_chunks, open_store, point_status)
 
     if not Path(args.store).exists():
         print(f"sweep: no store at {args.store}", file=sys.stderr)
         return 2
-    ds = open_store(args.store)
+    if not is_store(args.store):
+        print(f"sweep: {args.store} is not a sweep store (no Zarr group with a status array)",
+              file=sys.stderr)
+        return 2
+    try:
+        ds = open_store(args.store)
+    except StoreMismatch as e:
+        print(f"sweep: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     status = point_status(ds)
     print(f"{args.store}: {ds.attrs.get('spec_name')} ({status.size} points)")
     print("  " + ", ".join(f"{s} {int(np.sum(status == s))}" for s in STATUS_VALUES))
@@ -79,6 +94,16 @@ def _cmd_status(args) -> int:
     for idx in np.argwhere(status == "failed"):
         labels = {d: ds[d].values[i].item() for d, i in zip(ds["status"].dims, idx)}
         print(f"  failed {labels}: {errors[tuple(idx)].splitlines()[0]}")
+    lost = missing_chunks(args.store, ds)
+    if lost:
+        dims = ds["status"].dims
+        for name, idxs in lost.items():
+            first = {d: getattr(v, "item", lambda v=v: v)()
+                     for d, v in ((d, ds[d].values[i]) for d, i in zip(dims, idxs[0]))}
+            print(f"  damaged: {name} lacks the chunks of {len(idxs)} done point(s), e.g. {first}")
+        print(f"sweep: {args.store} is damaged: chunks of done points are missing "
+              f"({', '.join(lost)}); move it aside or restore it from a backup", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -151,8 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; an unreadable or invalid input is one line on stderr and exit 2."""
+    from .spec import SpecError  # noqa: PLC0415
+    from .store import StoreMismatch  # noqa: PLC0415
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SpecError as e:
+        print(f"sweep: invalid spec: {e}", file=sys.stderr)
+    except StoreMismatch as e:
+        print(f"sweep: {str(e).splitlines()[0]}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+            UnicodeDecodeError) as e:
+        print(f"sweep: cannot read the input: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import sys
 __all__ = ["connect", "SINGLE_THREAD_ENV", "add_arguments", "connect_from_args",
            "slurm_cluster", "SlurmSettings", "slurm_settings", "parse_walltime",
            "format_seconds", "worker_lifetime", "estimate_task_seconds", "check_point_duration",
+           "estimate_task_bytes", "preflight",
            "PointTooLong", "cluster_provenance", "ALLOWED_FAILURES"]
 
 #: Environment of every worker process: one BLAS/OpenMP thread.
@@ -342,6 +343,76 @@ def estimate_task_seconds(spec, point=None) -> dict:
         est["fit"] = (COST_OVERHEAD["fit"] + cost("fit") * 1e7 * B
                       + cost("flop") * (2.0 * (n_train + 1) * B ** 2 + 4.0 * B ** 3 / 3))
     return est
+
+
+#: Rough bytes per atom a relaxation holds (positions, forces, neighbour lists, optimizer
+#: history); bytes per design-matrix or factor entry (float64).
+BYTES_PER_ATOM = 4096
+BYTES_PER_ENTRY = 8
+
+
+def estimate_task_bytes(spec) -> dict:
+    """Expected peak memory (bytes) of each stage's task for the largest grid point of
+    ``spec``, as rough as :func:`estimate_task_seconds`: relaxations by their atoms, the design
+    pass by its chunk bound (``resources.max_design_chunk_MB`` when the spec has it, else the
+    whole matrix) plus its B × B factors, a fit by its factors."""
+    p = spec.params
+    dim = int(getattr(spec.definition, "spatial_dimension", 2))
+    N, L = p["simulation"]["size"], max(spec.grid["L"])
+    B = max(spec.grid["basis_size"])
+    atoms_sim, atoms_train = float(N) ** dim, float(L) ** dim
+    n_train = p["training"]["n_train"]
+    rows = n_train * (1 + dim * atoms_train)
+    whole = BYTES_PER_ENTRY * rows * B
+    chunk_MB = p.get("resources", {}).get("max_design_chunk_MB")
+    design = min(whole, chunk_MB * 1e6) if chunk_MB else whole
+    factors = BYTES_PER_ENTRY * 2.0 * B * B
+    return {"simulation": BYTES_PER_ATOM * atoms_sim,
+            "training": BYTES_PER_ATOM * atoms_train * (n_train + p["training"]["n_test"]),
+            "design": design + factors,
+            "fit": factors + BYTES_PER_ENTRY * (n_train + 1) * B,
+            "point": BYTES_PER_ATOM * atoms_sim + BYTES_PER_ENTRY * B * atoms_sim}
+
+
+def _total_memory() -> float:
+    import psutil  # noqa: PLC0415 - a dependency of distributed
+
+    return float(psutil.virtual_memory().total)
+
+
+def preflight(spec, memory_limit_bytes: float | None = None,
+              max_task_seconds: float | None = None) -> dict:
+    """Refuse, before any store exists, a spec whose largest task cannot fit one worker.
+
+    The estimates are :func:`estimate_task_bytes` and :func:`estimate_task_seconds`. Limits:
+    ``memory_limit_bytes`` (default: config ``sweep.preflight.memory-bytes``, else this
+    machine's memory) and ``max_task_seconds`` (default: config
+    ``sweep.preflight.max-task-seconds``, else 7 days). Returns ``{"bytes": ..., "seconds":
+    ...}`` per stage; raises :class:`PointTooLong` naming the stage, the estimate, the limit
+    and what to change.
+    """
+    mem = estimate_task_bytes(spec)
+    sec = estimate_task_seconds(spec)
+    limit_b = float(memory_limit_bytes or _cfg("sweep.preflight.memory-bytes", 0)
+                    or _total_memory())
+    limit_s = float(max_task_seconds or _cfg("sweep.preflight.max-task-seconds", 7 * 86400))
+    L, B, N = max(spec.grid["L"]), max(spec.grid["basis_size"]), spec.params["simulation"]["size"]
+    change = (f"make the grid smaller (largest L = {L}, basis_size = {B}) or "
+              f"simulation.size (= {N}) / training.n_train "
+              f"(= {spec.params['training']['n_train']}) smaller")
+    stage = max(mem, key=mem.get)
+    if mem[stage] > limit_b:
+        raise PointTooLong(
+            f"spec {spec.name!r}: the '{stage}' task is expected to need ~{mem[stage] / 1e9:.3g} GB,"
+            f" more than a worker's {limit_b / 1e9:.3g} GB; {change} (or set "
+            "sweep.preflight.memory-bytes if the workers have more)")
+    stage = max(sec, key=sec.get)
+    if sec[stage] > limit_s:
+        raise PointTooLong(
+            f"spec {spec.name!r}: the '{stage}' task is expected to take "
+            f"~{format_seconds(sec[stage])}, more than {format_seconds(limit_s)}; {change} "
+            "(or set sweep.preflight.max-task-seconds)")
+    return {"bytes": mem, "seconds": sec}
 
 
 def _lifetime_of(client_or_seconds) -> float | None:

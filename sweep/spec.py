@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -170,6 +172,11 @@ class Spec:
         return {"experiment": self.experiment, "weights": self.weights, "params": params}
 
 
+#: Spec names become file names (the default store is ``runs/<name>.zarr``): letters, digits,
+#: ``.``, ``_`` and ``-``, starting with a letter or digit, so a name never leaves ``runs/``.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def _check(field: str, value, kind, pred, what):
     if kind is bool:
         if not isinstance(value, bool):
@@ -177,6 +184,9 @@ def _check(field: str, value, kind, pred, what):
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    # every number must be finite: inf and nan pass ``v > 0``-style predicates otherwise
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(field, f"must be {what} (finite), got {value!r}")
     if not isinstance(value, kind) or isinstance(value, bool) or not pred(value):
         raise SpecError(field, f"must be {what}, got {value!r}")
     return value
@@ -192,6 +202,43 @@ def check_ace_table(ace: dict) -> None:
     """Cross-field checks of an ``[ace]`` table (shared by every experiment that fits ACE)."""
     if len(ace["nradmax_by_orders"]) != len(ace["lmax_by_orders"]):
         raise SpecError("ace.lmax_by_orders", "must have as many entries as nradmax_by_orders")
+
+
+#: Upper bounds that every experiment shares: past them a spec means nothing physical or cannot
+#: run on one worker. ``fit.rtol`` is a relative singular-value cut-off (a fraction of the
+#: largest, so < 1 keeps at least one function); the rattle amplitude stays below 0.4 of the
+#: shortest nearest-neighbour distance of the references (Si 2.35 Å), past which the rattled
+#: cells are no longer near the lattice the potential is trained on; the ACE cut-off stays
+#: within a few neighbour shells (the papers use 5-7 Å); sizes stay within what one worker's
+#: memory holds for the reference relaxation and the design matrix.
+RANGE_LIMITS = {
+    "fit.rtol": (1.0, "below 1 (a fraction of the largest singular value)"),
+    "training.rattle_A": (0.94, "below 0.94 Å (0.4 of the shortest nearest-neighbour "
+                                "distance, Si 2.35 Å)"),
+    "grid.rattle_A": (0.94, "below 0.94 Å (0.4 of the shortest nearest-neighbour "
+                            "distance, Si 2.35 Å)"),
+    "ace.cutoff_A": (15.0, "at most 15 Å (the papers use 5-7 Å)"),
+    "simulation.size": (400, "at most 400 (cell edge, in r0 or a0)"),
+    "training.n_train": (100_000, "at most 100000 configurations"),
+    "training.n_test": (100_000, "at most 100000 configurations"),
+    "grid.basis_size": (20_000, "at most 20000 ACE functions"),
+    "grid.L": (400, "at most 400 (cell edge, in r0 or a0)"),
+}
+
+
+def check_ranges(spec: "Spec") -> None:
+    """Refuse values beyond :data:`RANGE_LIMITS` (the field and the allowed range named)."""
+    for dotted, (limit, what) in RANGE_LIMITS.items():
+        table, key = dotted.split(".")
+        if table == "grid":
+            values = [(f"grid.{key}[{k}]", v) for k, v in enumerate(spec.grid.get(key, ()))]
+        else:
+            got = spec.params.get(table, {})
+            values = [(dotted, got[key])] if key in got else []
+        strict = dotted in ("fit.rtol", "training.rattle_A", "grid.rattle_A")
+        for field, v in values:
+            if (v >= limit) if strict else (v > limit):
+                raise SpecError(field, f"must be {what}, got {v!r}")
 
 
 def parse_spec(text: str, source: str = "<spec>") -> Spec:
@@ -219,6 +266,9 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
         if key not in raw and key not in exp.optional:
             raise SpecError(key, "missing (required)")
     name = _check("name", raw["name"], *STR)
+    if not SAFE_NAME.match(name):
+        raise SpecError("name", f"must be a safe file name (letters, digits, '.', '_', '-', "
+                                f"starting with a letter or digit, at most 100), got {name!r}")
 
     params = {}
     for table, fields in exp.fixed.items():
@@ -289,6 +339,7 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
         grid[dim] = tuple(checked)
 
     spec = Spec(name, experiment, str(raw.get("description", "")), grid, weights, params, text)
+    check_ranges(spec)
     if exp.check is not None:
         exp.check(spec)
     return spec
@@ -310,7 +361,15 @@ def load_spec(name_or_path: str) -> Spec:
     if not path.exists():
         raise SpecError("<spec>", f"{name_or_path!r} is neither a built-in spec "
                                   f"({', '.join(builtins)}) nor an existing file")
-    return parse_spec(path.read_text(), str(path))
+    if not path.is_file():
+        raise SpecError("<spec>", f"{name_or_path!r} is not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("<spec>", f"{name_or_path!r} is not a UTF-8 text (TOML) file") from None
+    except OSError as e:
+        raise SpecError("<spec>", f"{name_or_path!r} cannot be read: {e.strerror}") from None
+    return parse_spec(text, str(path))
 
 
 

@@ -31,7 +31,7 @@ import zarr
 from .spec import Spec
 
 __all__ = ["VARIABLES", "COORD_ATTRS", "variables_for", "StoreMismatch", "PointIndex", "create_store",
-           "open_store", "open_existing", "grid_difference", "extend_store", "verify_store",
+           "open_store", "open_existing", "is_store", "missing_chunks", "grid_difference", "extend_store", "verify_store",
            "recover_interrupted_extension", "StoreDamaged", "point_status", "write_point", "write_failure",
            "update_attrs", "SEEDS_POLICY", "STATUS_VALUES", "FORMATION_ENERGY_NOT_OBSERVED"]
 
@@ -366,6 +366,33 @@ def verify_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> None:
         raise StoreDamaged(f"the store {path} is damaged and will not be written to:\n  "
                            + "\n  ".join(problems) + "\nMove it aside to start a new sweep, "
                            "or restore it from a backup.")
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a sweep store at all: a Zarr group directory with a
+    ``status`` array (anything else is not a store, rather than a damaged one)."""
+    path = Path(path)
+    return (path.is_dir() and ((path / ".zgroup").is_file() or (path / ".zmetadata").is_file())
+            and (path / "status").is_dir())
+
+
+def missing_chunks(path: str | os.PathLike, ds: xr.Dataset) -> dict:
+    """Variable name → grid indices of the done points whose chunk of that variable is
+    missing (a store written one chunk per point per variable: a done point must have all)."""
+    path = Path(path)
+    status = point_status(ds)
+    dims = ds["status"].dims
+    done = [tuple(int(i) for i in idx) for idx in np.argwhere(status == "done")]
+    lost = {}
+    for name in ds.data_vars:
+        if ds[name].dims != dims:
+            continue
+        folder = path / name
+        present = {f.name for f in folder.iterdir()} if folder.is_dir() else set()
+        gone = [idx for idx in done if ".".join(map(str, idx)) not in present]
+        if gone:
+            lost[name] = gone
+    return lost
 
 
 def open_existing(path: str | os.PathLike, spec: Spec) -> tuple[xr.Dataset, dict]:
