@@ -21,8 +21,9 @@ lock is a file whose existence is the lock:
   ``stale_after_s`` seconds; a lock on this host is stale at once when its process is gone
   (its ``flock`` is free, its pid is dead or a zombie, or the pid now belongs to a process with
   another start time). A stale lock is taken over with a logged warning naming the old holder:
-  it is renamed to a private name (atomic, so of two clients taking over at once only one
-  wins), checked to be the very file judged stale, and removed.
+  it is removed only by the holder of a second, short-lived lock file ``STORE.lock.break``
+  (made the same way) after checking that the name still holds the very file judged stale, so
+  of several clients taking over at once exactly one wins.
 * **Same-node guard.** The holder also keeps an exclusive ``flock`` on the lock file where the
   filesystem grants one, so another process on the same node sees a live holder without
   trusting pids; where ``flock`` is refused the lock works without it.
@@ -378,10 +379,11 @@ def _unavailable(path: Path, what: str, e: OSError) -> LockUnavailable:
                            "process can create files and hard links")
 
 
-def _create(path: Path, token: str, started: float) -> tuple[int, bool] | None:
-    """Create the lock file by linking a private, complete copy to its name. Returns the open
-    file and whether it carries an ``flock``, or None if the lock file exists already."""
-    lock = lock_path(path)
+def _create(path: Path, token: str, started: float, target: Path | None = None
+            ) -> tuple[int, bool] | None:
+    """Create the lock file (or ``target``) by linking a private, complete copy to its name.
+    Returns the open file and whether it carries an ``flock``, or None if the name exists."""
+    lock = lock_path(path) if target is None else target
     tmp = lock.with_name(f"{lock.name}.{token}.tmp")
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -420,34 +422,52 @@ def _create(path: Path, token: str, started: float) -> tuple[int, bool] | None:
             pass
 
 
-def _take_over(path: Path, fd: int, token: str) -> bool:
-    """Remove the stale lock file open on ``fd``. False if the name no longer holds that file
-    (another client took it over or released it first)."""
+def _take_over(path: Path, fd: int, token: str, stale_after_s: float) -> bool:
+    """Remove the stale lock file open on ``fd``. False if another client is taking it over,
+    or the name no longer holds that file.
+
+    Only the holder of a second lock file, ``STORE.lock.break`` (made like the lock itself, and
+    itself taken over when stale), removes a lock: so between checking that the name still holds
+    the file judged stale and removing it, no other client can replace it."""
     lock = lock_path(path)
-    grave = lock.with_name(f"{lock.name}.{token}.stale")
-    judged = os.fstat(fd)
-    judged_bytes = _read_fd(fd)[0]
-    try:
-        os.rename(lock, grave)
-    except FileNotFoundError:
-        return False
-    try:
-        gfd = os.open(grave, os.O_RDONLY)
+    guard = lock.with_name(lock.name + ".break")
+    made = _create(path, token, time.time(), target=guard)
+    if made is None:
         try:
-            same = (os.fstat(gfd).st_ino == judged.st_ino
-                    and _read_fd(gfd)[0] == judged_bytes)
+            gfd = os.open(guard, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            breaker = _parse(*_read_fd(gfd))
+            reason = _stale_reason(breaker, gfd, time.time(), stale_after_s)
         finally:
             os.close(gfd)
-        if not same:
-            # another client replaced the stale lock by its own between our read and rename:
-            # put it back unless a third one has created a lock meanwhile
+        if reason is not None:  # a client died while taking over
+            log.warning("removing the stale take-over guard %s of %s: %s", guard,
+                        breaker.describe(), reason)
             try:
-                os.link(grave, lock)
-            except FileExistsError:
+                os.unlink(guard)
+            except FileNotFoundError:
                 pass
+        return False
+    gfd = made[0]
+    try:
+        judged = os.fstat(fd)
+        judged_bytes = _read_fd(fd)[0]
+        try:
+            cfd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            same = os.fstat(cfd).st_ino == judged.st_ino and _read_fd(cfd)[0] == judged_bytes
+        finally:
+            os.close(cfd)
+        if same:
+            os.unlink(lock)
         return same
     finally:
-        os.unlink(grave)
+        os.unlink(guard)
+        os.close(gfd)
 
 
 def acquire(path: str | os.PathLike) -> StoreLock:
@@ -459,7 +479,11 @@ def acquire(path: str | os.PathLike) -> StoreLock:
     lock = lock_path(path)
     token = secrets.token_hex(8)
     started = time.time()
-    for _ in range(_ATTEMPTS):
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            # another client created, removed or is taking over the lock right now: give it
+            # the moment it needs before looking again
+            time.sleep(min(0.5, 0.01 * 2 ** attempt))
         made = _create(path, token, started)
         if made is not None:
             return StoreLock(path, made[0], token, started, made[1], interval_s)
@@ -479,7 +503,7 @@ def acquire(path: str | os.PathLike) -> StoreLock:
                               f"sweep.lock.stale_after_s = {stale_after_s:g} s")
                 raise StoreLocked(f"another sweep is writing {path} ({holder.describe(now)}); "
                                   f"refusing to run two writers on one store ({later})")
-            if _take_over(path, fd, token):
+            if _take_over(path, fd, token, stale_after_s):
                 log.warning("taking over the stale lock of %s from %s: %s", path,
                             holder.describe(now), reason)
         finally:
