@@ -17,8 +17,9 @@ lock is a file whose existence is the lock:
   a warning is logged at once and leaving the ``with`` block raises :class:`StoreLocked`.
 * **Refusal.** A live lock held by anyone else is refused with :class:`StoreLocked`, naming its
   host, pid, SLURM job id and the age of its last heartbeat.
-* **Staleness.** A lock on another host is stale once its heartbeat is older than
-  ``stale_after_s`` seconds; a lock on this host is stale at once when its process is gone
+* **Staleness.** A lock on another host (another host name, or another kernel boot id) is
+  stale once its heartbeat is older than ``stale_after_s`` seconds; a lock on this host is
+  stale at once when its process is gone
   (its ``flock`` is free, its pid is dead or a zombie, or the pid now belongs to a process with
   another start time). A stale lock is taken over with a logged warning naming the old holder:
   it is removed only by the holder of a second, short-lived lock file ``STORE.lock.break``
@@ -112,6 +113,15 @@ class LockHolder:
     proc_start: str | None = None
     token: str | None = None
     flock: bool = False
+    boot_id: str | None = None
+
+    def on_this_host(self) -> bool:
+        """Whether the holder runs on this machine: the same host name and, where both sides
+        record one, the same kernel boot id (so that nodes sharing a host name, as some
+        container setups do, are not mistaken for one another)."""
+        mine = _boot_id()
+        return (self.host == _hostname()
+                and (self.boot_id is None or mine is None or self.boot_id == mine))
 
     def describe(self, now: float | None = None) -> str:
         """``pid 123 on node7, SLURM job 4567, last heartbeat 3 s ago``."""
@@ -176,6 +186,14 @@ def _proc_start(pid: int) -> tuple[str, str] | None:
     return fields[0], fields[19]
 
 
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def _job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or None
 
@@ -187,7 +205,8 @@ def _hostname() -> str:
 def _record(token: str, started: float, heartbeat: float, flock: bool) -> bytes:
     proc = _proc_start(os.getpid())
     line = json.dumps({"host": _hostname(), "pid": os.getpid(), "slurm_job_id": _job_id(),
-                       "proc_start": proc[1] if proc else None, "token": token,
+                       "boot_id": _boot_id(), "proc_start": proc[1] if proc else None,
+                       "token": token,
                        "started": started, "heartbeat": heartbeat, "flock": flock,
                        "heartbeat_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                       time.gmtime(heartbeat))})
@@ -210,7 +229,7 @@ def _parse(text: bytes, mtime: float) -> LockHolder:
                 slurm_job_id=(str(d["slurm_job_id"]) if d.get("slurm_job_id") else None),
                 heartbeat=float(hb) if isinstance(hb, (int, float)) else mtime,
                 started=d.get("started"), proc_start=d.get("proc_start"),
-                token=d.get("token"), flock=bool(d.get("flock")))
+                token=d.get("token"), flock=bool(d.get("flock")), boot_id=d.get("boot_id"))
     except (ValueError, TypeError, KeyError):
         pass
     words = s.split()
@@ -260,7 +279,7 @@ def _try_flock(fd: int) -> bool | None:
 
 def _stale_reason(holder: LockHolder, fd: int, now: float, stale_after_s: float) -> str | None:
     """Why the lock open on ``fd`` is stale, or None if its holder may be alive."""
-    if holder.host == _hostname() and holder.pid is not None:
+    if holder.pid is not None and holder.on_this_host():
         # same node: the process is either there or not; no need to wait for the heartbeat
         if holder.flock:
             got = _try_flock(fd)
@@ -498,7 +517,7 @@ def acquire(path: str | os.PathLike) -> StoreLock:
             now = time.time()
             reason = _stale_reason(holder, fd, now, stale_after_s)
             if reason is None:
-                later = ("it is freed when that process ends" if holder.host == _hostname()
+                later = ("it is freed when that process ends" if holder.on_this_host()
                          else "it is taken over once its heartbeat is older than "
                               f"sweep.lock.stale_after_s = {stale_after_s:g} s")
                 raise StoreLocked(f"another sweep is writing {path} ({holder.describe(now)}); "

@@ -29,11 +29,13 @@ HOLD = ("import sys\nfrom sweep.lock import store_lock\n"
 
 
 def _write_lock(store: Path, *, host: str, pid: int, age_s: float, job: str | None = "4242",
-                flock: bool = False, proc_start: str | None = None) -> bytes:
+                flock: bool = False, proc_start: str | None = None,
+                boot_id: str | None = None) -> bytes:
     """A lock file as a client on ``host`` would have written it, its heartbeat ``age_s`` old."""
     hb = time.time() - age_s
     rec = {"host": host, "pid": pid, "slurm_job_id": job, "proc_start": proc_start,
-           "token": "0123456789abcdef", "started": hb - 60.0, "heartbeat": hb, "flock": flock}
+           "token": "0123456789abcdef", "started": hb - 60.0, "heartbeat": hb, "flock": flock,
+           "boot_id": boot_id}
     data = (json.dumps(rec) + "\n").encode()
     L.lock_path(store).write_bytes(data)
     return data
@@ -316,3 +318,18 @@ def test_guard_left_by_a_client_that_died_taking_over_is_removed(tmp_path, caplo
     assert "stale take-over guard" in caplog.text and "pid 99 on node18" in caplog.text
     assert "taking over the stale lock" in caplog.text
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(L._boot_id() is None, reason="needs /proc/sys/kernel/random/boot_id")
+def test_same_host_name_on_another_kernel_counts_as_another_host(tmp_path):
+    """Nodes that share a host name (as some container setups do) are told apart by their boot
+    id: a fresh lock naming a pid that is not running here, but recorded under another boot, is
+    live (it may be running there), not stale."""
+    store = tmp_path / "s.zarr"
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    _write_lock(store, host=socket.gethostname(), pid=int(child.stdout), age_s=1.0,
+                boot_id="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(L.StoreLocked, match="taken over once its heartbeat is older"):
+        with L.store_lock(store):
+            pass
