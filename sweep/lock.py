@@ -280,13 +280,8 @@ def _try_flock(fd: int) -> bool | None:
 def _stale_reason(holder: LockHolder, fd: int, now: float, stale_after_s: float) -> str | None:
     """Why the lock open on ``fd`` is stale, or None if its holder may be alive."""
     if holder.pid is not None and holder.on_this_host():
-        # same node: the process is either there or not; no need to wait for the heartbeat
-        if holder.flock:
-            got = _try_flock(fd)
-            if got is False:
-                return None  # its holder keeps the flock: alive
-            if got is True:
-                return "its process no longer holds it (its flock is free)"
+        # same node: the process is either there or not; no need to wait for the heartbeat.
+        # The pid first: a child the holder forked may keep the flock after the holder died.
         try:
             os.kill(holder.pid, 0)
         except ProcessLookupError:
@@ -299,6 +294,9 @@ def _stale_reason(holder: LockHolder, fd: int, now: float, stale_after_s: float)
                 return "its process has exited on this host"
             if holder.proc_start is not None and proc[1] != holder.proc_start:
                 return "its pid now belongs to another process on this host"
+        # a live pid may be another process that reuses it where /proc cannot tell: the flock
+        if holder.flock and _try_flock(fd) is True:
+            return "its process no longer holds it (its flock is free)"
         return None
     if now - holder.heartbeat > stale_after_s:
         return f"its heartbeat is older than sweep.lock.stale_after_s = {stale_after_s:g} s"

@@ -333,3 +333,14 @@ def test_same_host_name_on_another_kernel_counts_as_another_host(tmp_path):
     with pytest.raises(L.StoreLocked, match="taken over once its heartbeat is older"):
         with L.store_lock(store):
             pass
+
+
+def test_same_host_lock_whose_flock_is_free_is_stale(tmp_path, caplog):
+    """A lock of the earlier format names a live pid (this process: as if the pid were reused)
+    but nobody holds its flock: its writer is gone."""
+    store = tmp_path / "s.zarr"
+    L.lock_path(store).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    with caplog.at_level(logging.WARNING, logger="sweep.lock"):
+        with L.store_lock(store) as held:
+            assert held.holder.token is not None
+    assert "its flock is free" in caplog.text
