@@ -347,6 +347,11 @@ class StoreLock:
             return False
         return True
 
+    def _lost_text(self) -> str:
+        if self.lost.host is None and self.lost.pid is None and self.lost.token is None:
+            return "another process (its lock file is gone or unreadable)"
+        return self.lost.describe()
+
     def refresh(self) -> None:
         """Write a new heartbeat into the lock file now (the background thread calls this every
         ``heartbeat_interval_s``); stops refreshing once the lock is found taken over."""
@@ -356,7 +361,7 @@ class StoreLock:
             if not self._still_mine():
                 log.warning("the lock of %s was taken over by %s while this sweep held it; "
                             "two writers may be writing the store", self.path,
-                            self.lost.describe())
+                            self._lost_text())
                 return
             rec = _record(self._token, self._started, time.time(), self._flock)
             os.pwrite(self._fd, rec, 0)
@@ -385,7 +390,7 @@ class StoreLock:
                 self._fd = -1
         if self.lost is not None:
             raise StoreLocked(f"the lock of {self.path} was taken over by "
-                              f"{self.lost.describe()} while this sweep held it: another "
+                              f"{self._lost_text()} while this sweep held it: another "
                               "sweep may have written the store meanwhile (check it with "
                               "`sweep status`)")
 

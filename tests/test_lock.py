@@ -344,3 +344,13 @@ def test_same_host_lock_whose_flock_is_free_is_stale(tmp_path, caplog):
         with L.store_lock(store) as held:
             assert held.holder.token is not None
     assert "its flock is free" in caplog.text
+
+
+def test_lock_file_removed_while_held_is_reported(tmp_path):
+    store = tmp_path / "s.zarr"
+    with pytest.raises(L.StoreLocked, match="its lock file is gone"):
+        with L.store_lock(store) as held:
+            os.unlink(L.lock_path(store))
+            held.refresh()
+            assert held.lost is not None
+    assert _leftovers(tmp_path) == []
