@@ -354,3 +354,54 @@ def test_lock_file_removed_while_held_is_reported(tmp_path):
             held.refresh()
             assert held.lost is not None
     assert _leftovers(tmp_path) == []
+
+
+CONTEND = ("import os, sys\nfrom sweep.lock import StoreLocked, store_lock\n"
+           "store, log, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+           "print('ready', flush=True); sys.stdin.readline()\n"
+           "held = refused = 0\n"
+           "while held < rounds:\n"
+           "    try:\n"
+           "        with store_lock(store):\n"
+           "            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+           "            os.write(fd, f'in {os.getpid()}\\n'.encode())\n"
+           "            os.write(fd, f'out {os.getpid()}\\n'.encode())\n"
+           "            os.close(fd)\n"
+           "        held += 1\n"
+           "    except StoreLocked:\n"
+           "        refused += 1\n"
+           "print('refused', refused, flush=True)\n")
+
+
+def test_contending_clients_never_hold_the_lock_together(tmp_path):
+    """Four processes each take and release the lock 25 times as fast as they can; every
+    critical section in the shared log is one process's ``in``, then the same process's
+    ``out``, whatever the interleaving."""
+    store, log_file, rounds = tmp_path / "s.zarr", tmp_path / "sections.log", 25
+    errs = [tmp_path / f"stderr{i}.txt" for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", CONTEND, str(store), str(log_file),
+                               str(rounds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=err.open("w"), text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for err in errs]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        refused = [int(p.stdout.readline().split()[1]) for p in procs]
+        for p in procs:
+            assert p.wait(timeout=300) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 2 * rounds * len(procs)
+    for enter, leave in zip(lines[::2], lines[1::2]):
+        assert enter.startswith("in ") and leave == "out " + enter[3:], (enter, leave)
+    for err in errs:  # every holder was alive: no lock was ever judged stale and taken over
+        assert "taking over" not in err.read_text(), err.read_text()
+    print("refusals per process:", refused)
+    assert _leftovers(tmp_path) == []
