@@ -22,7 +22,7 @@ def _cmd_specs(args) -> int:
 def _cmd_run(args) -> int:
     from .cluster import connect_from_args  # noqa: PLC0415
     from .cluster import PointTooLong, preflight  # noqa: PLC0415
-    from .lock import StoreLocked, store_lock  # noqa: PLC0415
+    from .lock import StoreLockError, store_lock  # noqa: PLC0415
     from .runner import run_sweep  # noqa: PLC0415
     from .spec import SpecError, load_spec  # noqa: PLC0415
     from .store import (StoreMismatch, open_existing,  # noqa: PLC0415
@@ -48,7 +48,7 @@ def _cmd_run(args) -> int:
             recover_interrupted_extension(store)
             if store.exists():
                 open_existing(store, spec)
-    except (StoreLocked, StoreMismatch) as e:
+    except (StoreLockError, StoreMismatch) as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2
     with connect_from_args(args) as client:
@@ -56,7 +56,7 @@ def _cmd_run(args) -> int:
         try:
             summary = run_sweep(spec, store, client, retry_failed=args.retry_failed,
                                 max_points=args.max_points, progress=not args.no_progress)
-        except (StoreMismatch, StoreLocked, PointTooLong) as e:
+        except (StoreMismatch, StoreLockError, PointTooLong) as e:
             print(f"sweep: {e}", file=sys.stderr)
             return 2
     print(f"done {summary.done}, failed {summary.failed}, already done {summary.skipped}, "

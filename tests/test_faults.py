@@ -14,6 +14,7 @@ test_engine.py.) Every comparison is bit for bit on all variables but the timing
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,8 +124,14 @@ def test_client_sigkilled_mid_sweep_resumes_without_recomputing(clean_store, tin
     n = load_spec(str(tiny_spec_path)).n_points
     assert 1 <= done_before < n, f"{done_before} points done when the client was killed"
 
+    lock = path.with_name(path.name + ".lock")
+    assert json.loads(lock.read_text())["pid"] == proc.pid  # SIGKILL left its lock file behind
+
     r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the dead client's lock is stale at once on its own host: taken over, with a message
+    assert "taking over the stale lock" in r.stderr and f"pid {proc.pid}" in r.stderr, r.stderr
+    assert not lock.exists()
     summary, tasks = parse_summary(r.stdout), parse_tasks(r.stdout)
     assert summary == {"done": n - done_before, "failed": 0, "skipped": done_before,
                        "remaining": 0}, r.stdout
