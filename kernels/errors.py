@@ -175,7 +175,10 @@ def _empty_sphere_pairs(xp: np.ndarray, n: int, faces_only: bool, rtol: float, s
     """Pairs (ℓ < n, m) of padded points on a common empty sphere (or, with ``faces_only``, on
     a Voronoi face of positive measure), and the largest radius (Å) of the spheres used."""
     d = xp.shape[1]
-    tri = Delaunay(xp)
+    # joggled input ("QJ"): a simplicial triangulation without qhull merging the many
+    # co-spherical and coplanar facets of a lattice (several times faster); the spheres below
+    # are computed from the exact positions, so the joggle never decides a pair
+    tri = Delaunay(xp, qhull_options="QJ")
     s = tri.simplices
     s = s[np.any(s < n, axis=1)]
     p = xp[s]                                    # (ns, d+1, d)

@@ -43,7 +43,7 @@ EXPERIMENT = register(Experiment(
     description="a[001] screw quadrupole in B2 NiAl, Mishin 2002 EAM reference, Ni–Al ACE, "
                 "elastic observations (P2 §4.2.3)",
     fixed=p2.FIXED, allowed=ALLOWED, build=functools.partial(p2.build, system=NIAL_SCREW),
-    check=p2.check, spatial_dimension=2,
+    check=p2.check, spatial_dimension=2, optional=dict(p2.EXPERIMENT.optional),
     optional_weight_fields=dict(p2.EXPERIMENT.optional_weight_fields),
     weight_attrs=dict(p2.EXPERIMENT.weight_attrs), extra_dims=p2.EXPERIMENT.extra_dims,
     variables=dict(p2.VARIABLES)))
