@@ -59,7 +59,7 @@ from scipy.optimize import minimize_scalar
 from .ace import ACEBasis, ACEModel, DesignRows
 from .ard import solve_ard
 from .elasticity import cauchy_born_derivatives, elastic_rows
-from .errors import energy_error, formation_energy_error, geometry_error, rmse
+from .errors import STENCILS, Stencil, energy_error, formation_energy_error, geometry_error, rmse
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
                             row_weight, solve_rrqr, weighted_system)
 from .hessian_precon_relax import HessianPreconditioner
@@ -125,7 +125,8 @@ class DislocationSystem:
         ``symbols`` (each atom's species; required for several species, else all ``symbol``),
         holding the periodic dislocation arrangement of side ≈ size.
     neighbour_cutoff : callable
-        a0 (Å) → stencil radius (Å) of the geometry error (between first and second shells).
+        a0 (Å) → radius (Å) of the geometry error's ``"cutoff"`` stencil (between first and
+        second shells; :meth:`stencil`).
     a0_bracket_A : tuple of float
         Search interval (Å) of the lattice constant.
     relaxed_elastic : bool
@@ -143,6 +144,12 @@ class DislocationSystem:
     a0_bracket_A: tuple
     relaxed_elastic: bool = False
     elements: tuple = ()
+
+    def stencil(self, reading: str, a0_A: float) -> Stencil:
+        """The geometry error's stencil N(ℓ) in ``reading`` (:data:`kernels.errors.STENCILS`):
+        the 3D Voronoi readings of the perfect sites, or the ``"cutoff"`` reading with
+        :attr:`neighbour_cutoff` at lattice constant ``a0_A`` (Å)."""
+        return Stencil(reading, 3, self.neighbour_cutoff(a0_A))
 
     @property
     def species(self) -> tuple:
@@ -503,11 +510,14 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
             lattice: LatticeReference, options: RelaxOptions,
-            system: DislocationSystem | None = None) -> Prediction:
+            system: DislocationSystem | None = None, stencil: str = STENCILS[0]) -> Prediction:
     """Relax the quadrupole with the fitted model from ȳ and measure the errors.
 
-    Geometry error: stencil of the perfect sites x₀ (``system.neighbour_cutoff``: the 8
-    nearest neighbours in bcc and B2, 4 in diamond), periodic.
+    Geometry error: stencil N(ℓ) of the perfect sites x₀ in the reading ``stencil``
+    (:data:`kernels.errors.STENCILS`), periodic: ``"voronoi"`` (default, P2 eq. A.2 as written)
+    has 14 neighbours in bcc and B2 and 28 in diamond (4 + 12 across faces, 12 third neighbours
+    at Voronoi vertices), ``"voronoi-faces"`` 14 and 16, ``"cutoff"``
+    (``system.neighbour_cutoff``) the 8 and 4 nearest neighbours.
     Energy error: each model's energy measured from its own value at the CLE predictor.
     Formation-energy error: each model against its own perfect crystal (n·e_bulk); meaningful
     only for a fit with the bulk-energy row (:attr:`FitResult.bulk_energy_observed`).
@@ -522,7 +532,7 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, system.neighbour_cutoff(lattice.a0_A)),
+                                        sim.cell_A, system.stencil(stencil, lattice.a0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
                                      e_pred_ml),
         formation_energy_error_eV=formation_energy_error(

@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import Stencil
+
 __all__ = ["VACUUM_A", "triangular_cell", "triangular_sites", "primitive_vectors", "site_index",
            "Crystal", "TRIANGULAR", "triangular_interstitial"]
 
@@ -86,8 +88,8 @@ class Crystal:
     interstitial : callable
         ``interstitial(site, a_A)`` → position, Å, of an interstitial attached to ``site``.
     neighbour_cutoff : float
-        Stencil radius of the geometry error in units of the lattice parameter: between the first
-        and second neighbour shells.
+        Radius of the geometry error's ``"cutoff"`` stencil in units of the lattice parameter:
+        between the first and second neighbour shells (:meth:`stencil`).
     lattice_parameter_bracket_A : tuple
         Search interval (Å) of the equilibrium lattice parameter.
     perfect_cell : int
@@ -111,6 +113,12 @@ class Crystal:
     def neighbour_cutoff_A(self, a_A: float) -> float:
         """Stencil radius (Å) for lattice parameter ``a_A``."""
         return self.neighbour_cutoff * a_A
+
+    def stencil(self, reading: str, a_A: float) -> Stencil:
+        """The geometry error's stencil N(ℓ) in ``reading`` (:data:`kernels.errors.STENCILS`)
+        on this lattice: Voronoi readings in the lattice's ``dimension``, the ``"cutoff"``
+        reading with :meth:`neighbour_cutoff_A` at lattice parameter ``a_A`` (Å)."""
+        return Stencil(reading, self.dimension, self.neighbour_cutoff_A(a_A))
 
 
 #: The 2D triangular lattice of this module, lattice parameter r0; W (P1 §4.2.1).

@@ -52,7 +52,7 @@ import numpy as np
 from .ace import ACEBasis, ACEModel, DesignRows
 from .defects import point_defect_cell
 from .equilibrium import lattice_equilibrium
-from .errors import energy_error, formation_energy_error, geometry_error, rmse
+from .errors import STENCILS, energy_error, formation_energy_error, geometry_error, rmse
 from .force_constants import force_constant_error, force_constants
 from .lattice import TRIANGULAR, Crystal
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
@@ -501,8 +501,11 @@ def model_lattice_errors(basis: ACEBasis, coeffs: np.ndarray, lattice: LatticeRe
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
             lattice: LatticeReference, options: RelaxOptions,
-            crystal: Crystal = TRIANGULAR) -> Prediction:
+            crystal: Crystal = TRIANGULAR, stencil: str = STENCILS[0]) -> Prediction:
     """Relax the simulation cell with the fitted model, starting from ū, and measure the errors.
+
+    geometry_error_A uses the stencil N(ℓ) of x₀ in the reading ``stencil``
+    (:data:`kernels.errors.STENCILS`; default ``"voronoi"``, P1 eq. 6.3 as written).
 
     energy_error_eV is |E(ū) − Ẽ(ũ)| with each model's energy measured from its own value at the
     unrelaxed x₀ (the papers' V(0) = 0). formation_energy_error_eV is the error of
@@ -524,7 +527,7 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
                              [crystal.symbol] * len(perfect)).energy_eV / len(perfect)
     return Prediction(
         geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, crystal.neighbour_cutoff_A(lattice.r0_A)),
+                                        sim.cell_A, crystal.stencil(stencil, lattice.r0_A)),
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_x0_eV, r.energy_eV, e0_ml),
         formation_energy_error_eV=formation_energy_error(
             sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml,

@@ -168,7 +168,11 @@ def template(spec: Spec) -> xr.Dataset:
     data_vars = {}
     for name, (dtype, units, long_name, fill) in variables_for(spec).items():
         data = np.full(shape, fill, dtype=dtype)
-        data_vars[name] = xr.Variable(spec.dims, data, {"units": units, "long_name": long_name})
+        attrs = {"units": units, "long_name": long_name}
+        if name == "geometry_error" and "stencil" in spec.params.get("geometry", {}):
+            # which pairs ‖Dw‖ sums over (kernels.errors.STENCILS; P1 eq. 6.3, P2 eq. A.2)
+            attrs["stencil"] = spec.params["geometry"]["stencil"]
+        data_vars[name] = xr.Variable(spec.dims, data, attrs)
     if not spec.params.get("fit", {}).get("bulk_energy_row", True):
         data_vars["formation_energy_error"].attrs["comment"] = FORMATION_ENERGY_NOT_OBSERVED
     ds = xr.Dataset(data_vars, coords=_coords(spec))

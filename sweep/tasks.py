@@ -14,6 +14,7 @@ from kernels import point_defects as pdk
 from kernels.ace import ACEBasis, ace_potential_config
 from kernels.diamond import DIAMOND
 from kernels.eam import zhou2001_tungsten
+from kernels.errors import STENCILS
 from kernels.finnis_sinclair import wang2014_tungsten
 from kernels.lattice import TRIANGULAR
 from kernels.least_squares import DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM
@@ -22,7 +23,7 @@ from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_fa
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
            "basis_for", "design_slice", "fit_slice", "fit_union", "point_union", "CRYSTALS",
-           "reference_model", "relax_options", "fit_conventions"]
+           "reference_model", "relax_options", "fit_conventions", "stencil_reading"]
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
@@ -160,13 +161,19 @@ def fit_slice(ace: dict, basis_sizes: list[int], basis_size: int, factors: Slice
 
 def point(ace: dict, basis_size: int, fit_and_time: tuple[pdk.FitResult, float],
           sim: pdk.SimulationReference, lat: pdk.LatticeReference, relax: dict,
-          crystal: str = "triangular") -> dict:
-    """Relax one simulation cell with one fitted model: every stored value of a grid point."""
+          crystal: str = "triangular", geometry: dict | None = None) -> dict:
+    """Relax one simulation cell with one fitted model: every stored value of a grid point.
+    ``geometry`` is the spec's ``[geometry]`` table (the geometry error's stencil)."""
     fitted, rows_time_s = fit_and_time
     c = CRYSTALS[crystal]
     p = pdk.predict(basis_for(ace, basis_size, c.symbol), fitted.coeffs, sim, lat,
-                    relax_options(relax), c)
+                    relax_options(relax), c, stencil_reading(geometry))
     return point_values(fitted, p, rows_time_s)
+
+
+def stencil_reading(geometry: dict | None) -> str:
+    """The stencil reading of a spec's ``[geometry]`` table (default: the papers' eq. 6.3)."""
+    return (geometry or {}).get("stencil", STENCILS[0])
 
 
 def point_values(fitted, p, rows_time_s: float, force_constant_error_percent=None) -> dict:
@@ -212,11 +219,12 @@ def fit_union(ace: dict, basis_size: int, components: list, lat: pdk.LatticeRefe
 
 
 def point_union(ace: dict, basis_size: int, fit_time_names: tuple, sim: pdk.SimulationReference,
-                lat: pdk.LatticeReference, relax: dict, crystal: str = "triangular") -> dict:
+                lat: pdk.LatticeReference, relax: dict, crystal: str = "triangular",
+                geometry: dict | None = None) -> dict:
     """:func:`point` for a union fit, plus each component's test RMSEs
     (``rmse_energy_<name>`` in meV/atom, ``rmse_forces_<name>`` in eV/Å)."""
     fitted, rows_time_s, names = fit_time_names
-    values = point(ace, basis_size, (fitted, rows_time_s), sim, lat, relax, crystal)
+    values = point(ace, basis_size, (fitted, rows_time_s), sim, lat, relax, crystal, geometry)
     for name, e, f in zip(names, fitted.rmse_energy_by_component_meV_per_atom,
                           fitted.rmse_forces_by_component_eV_per_A):
         values[f"rmse_energy_{name}"] = e

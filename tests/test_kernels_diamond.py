@@ -32,9 +32,13 @@ def test_stencil_has_the_four_nearest_neighbours():
     # the same formula as in 2D: rigid translations cost nothing, one moved atom costs 8 |u|²
     u = np.zeros_like(x)
     u[5] = [0.01, -0.02, 0.005]
-    assert geometry_error(x, x + 0.3, x + 0.3, cell, DIAMOND.neighbour_cutoff_A(A)) == 0.0
-    assert geometry_error(x, x, x + u, cell, DIAMOND.neighbour_cutoff_A(A)) == pytest.approx(
+    cutoff = DIAMOND.stencil("cutoff", A)
+    assert geometry_error(x, x + 0.3, x + 0.3, cell, cutoff) == 0.0
+    assert geometry_error(x, x, x + u, cell, cutoff) == pytest.approx(
         np.sqrt(8) * np.linalg.norm(u[5]), rel=1e-12)
+    # eq. 6.3's stencil: 28 neighbours (4 + 12 across faces, 12 at vertices), so 2 · 28 |u|²
+    assert geometry_error(x, x, x + u, cell, DIAMOND.stencil("voronoi", A)) == pytest.approx(
+        np.sqrt(56) * np.linalg.norm(u[5]), rel=1e-12)
 
 
 @pytest.mark.parametrize("n, kinds, L", [(4, ["vacancy"] * 2, 2), (2, ["vacancy"], 2),

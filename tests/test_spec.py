@@ -111,3 +111,49 @@ def test_memory_limit_is_optional_and_outside_the_fingerprint():
     design = [(fn, args) for stage, fn, args in submitted if stage == "design"]
     assert design and design[0][0] is tasks.design_slice
     assert design[0][1][3] == 12.0  # (ace, sizes, data, max_chunk_MB, energy_weighting)
+
+
+def test_geometry_stencil_is_optional_validated_and_fingerprinted():
+    """``[geometry] stencil`` defaults to the papers' eq. 6.3 reading in every experiment,
+    accepts the three readings, rejects others naming the field, changes the fingerprint and
+    is recorded on the stored geometry error."""
+    from kernels.errors import STENCILS
+    from sweep.store import template
+
+    for name, text in builtin_specs().items():
+        assert parse_spec(text, name).params["geometry"] == {"stencil": "voronoi"}, name
+    plain = parse_spec(tiny_spec_text())
+    fingerprints = {plain.fingerprint()}
+    for reading in STENCILS[1:]:
+        spec = parse_spec(tiny_spec_text() + f'\n[geometry]\nstencil = "{reading}"\n')
+        assert spec.params["geometry"]["stencil"] == reading
+        assert template(spec).geometry_error.attrs["stencil"] == reading
+        fingerprints.add(spec.fingerprint())
+    assert len(fingerprints) == len(STENCILS)
+    assert template(plain).geometry_error.attrs["stencil"] == "voronoi"
+    with pytest.raises(SpecError) as err:
+        parse_spec(tiny_spec_text() + '\n[geometry]\nstencil = "delaunay"\n')
+    assert err.value.field == "geometry.stencil"
+    assert "'voronoi-faces'" in str(err.value)
+    with pytest.raises(SpecError, match=r"'geometry.cutoff_A': unknown field"):
+        parse_spec(tiny_spec_text() + "\n[geometry]\ncutoff_A = 3.0\n")
+    p2 = builtin_specs()["p2-w-screw-quick"] + '\n[geometry]\nstencil = "banana"\n'
+    with pytest.raises(SpecError, match="geometry.stencil"):
+        parse_spec(p2)
+
+
+def test_geometry_stencil_reaches_the_point_stage():
+    """The graph hands the spec's ``[geometry]`` table to each point task (P1 and P2)."""
+    from sweep.store import PointIndex
+
+    for text in (tiny_spec_text(), builtin_specs()["p2-w-screw-quick"]):
+        spec = parse_spec(text + '\n[geometry]\nstencil = "cutoff"\n')
+        submitted = []
+
+        def submit(stage, coords, fn, *args):
+            submitted.append((stage, args))
+            return stage
+
+        spec.definition.build(submit, spec, [PointIndex((0,) * len(spec.dims), spec.dims)])
+        point = [args for stage, args in submitted if stage == "point"]
+        assert point and point[0][-1] == {"stencil": "cutoff"}

@@ -25,9 +25,18 @@ rows are streamed into the R factors chunk by chunk (without it: the Dask config
 ``sweep.design.max_chunk_MB``, default 256). It changes the values only by rounding, so, like
 the rest of ``[resources]``, it is not part of the spec's fingerprint: a store can be resumed
 or grown with another limit.
+
+The optional ``[geometry]`` table chooses the stencil N(ℓ) of the geometry error:
+``stencil`` is one of ``"voronoi"`` (default: P1 eq. 6.3 / P2 eq. A.2 as written, the Voronoi
+neighbours of x₀ whose closed cells share any point), ``"voronoi-faces"`` (cells sharing a face
+of positive measure) or ``"cutoff"`` (the pairs within the lattice's cutoff radius between the
+first and second shells); see :mod:`kernels.errors`. It changes the stored geometry errors, so
+it is part of the fingerprint. Every experiment of :mod:`sweep.experiments` takes the table.
 """
 
 from __future__ import annotations
+
+from kernels.errors import STENCILS
 
 from .. import tasks
 from ..experiment import Experiment, register
@@ -35,8 +44,8 @@ from ..seeds import derive_seed
 from ..spec import (BOOL, FIT_ALLOWED, FIT_OPTIONAL, NONNEG_INT, POS_FLOAT, POS_INT, STR,
                     INT_LIST, SpecError, check_ace_table)
 
-__all__ = ["EXPERIMENT", "FIXED", "RESOURCES", "RESOURCES_OPTIONAL", "OPTIONAL", "training_seeds",
-           "build"]
+__all__ = ["EXPERIMENT", "FIXED", "RESOURCES", "RESOURCES_OPTIONAL", "OPTIONAL", "GEOMETRY_OPTIONAL",
+           "training_seeds", "build"]
 
 #: The fixed-parameter tables of a P1 spec (other experiments start from these).
 FIXED = {
@@ -50,13 +59,17 @@ FIXED = {
     "fit": {"solver": STR, "rtol": POS_FLOAT, "energy_weighting": STR, "weight_form": STR,
             "bulk_energy_row": BOOL},
     "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
+    "geometry": {"stencil": STR},
 }
+
+#: The ``[geometry]`` table may be omitted: the papers' stencil (P1 eq. 6.3, P2 eq. A.2).
+GEOMETRY_OPTIONAL = {"geometry": {}, "geometry.stencil": STENCILS[0]}
 
 #: The optional ``[resources]`` table of the experiments whose design stage streams its rows.
 RESOURCES = {"resources": {"max_design_chunk_MB": POS_FLOAT}}
 RESOURCES_OPTIONAL = {"resources": {}, "resources.max_design_chunk_MB": None}
 #: Optional fields of a P1 spec: the resources table and the loss conventions.
-OPTIONAL = {**RESOURCES_OPTIONAL, **FIT_OPTIONAL}
+OPTIONAL = {**RESOURCES_OPTIONAL, **FIT_OPTIONAL, **GEOMETRY_OPTIONAL}
 
 ALLOWED = {
     "defect": ("vacancy",),
@@ -67,6 +80,7 @@ ALLOWED = {
     "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire", "hessian-lbfgs"),
     "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
     **FIT_ALLOWED,
+    "geometry.stencil": STENCILS,
 }
 
 
@@ -108,7 +122,7 @@ def build(submit, spec, todo):
         fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_slice, p["ace"], sizes, B, rows,
                         lat, spec.weights[w], p["fit"], obs)
         points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point, p["ace"], B,
-                               fitted, sim, lat, p["relax"])
+                               fitted, sim, lat, p["relax"], "triangular", p["geometry"])
         parents[point] = (fitted, rows, data, sim)
     return points, parents, {"r0_A": (lat, lambda lattice: float(lattice.r0_A))}
 

@@ -36,6 +36,7 @@ from ..experiment import Experiment, register
 from ..spec import FIT_OPTIONAL, NONNEG_INT, SpecError
 from .p1_point_defects import ALLOWED as P1_ALLOWED
 from .p1_point_defects import FIXED as P1_FIXED
+from .p1_point_defects import GEOMETRY_OPTIONAL
 from .p1_point_defects import check as p1_check
 from .p1_point_defects import training_seeds
 
@@ -80,7 +81,7 @@ FIXED = {**P1_FIXED,
                       **{f"{k}_{q}": NONNEG_INT
                          for k in KINDS for q in ("n_train", "n_test")}}}
 OPTIONAL = {**{f"training.{k}_{q}": 0 for k in KINDS for q in ("n_train", "n_test")},
-            **FIT_OPTIONAL}
+            **FIT_OPTIONAL, **GEOMETRY_OPTIONAL}
 #: As P1, except ``defect``: any "+"-list of kinds (checked in :func:`check`).
 ALLOWED = {k: v for k, v in P1_ALLOWED.items() if k != "defect"}
 
@@ -141,7 +142,8 @@ def build_on(crystal: str):
             fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_union, p["ace"], B, comps,
                             lat, p["fit"], crystal)
             points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point_union,
-                                   p["ace"], B, fitted, sim, lat, p["relax"], crystal)
+                                   p["ace"], B, fitted, sim, lat, p["relax"], crystal,
+                                   p["geometry"])
             parents[point] = (fitted, *deps, sim)
         return points, parents, {"r0_A": (lat, lambda lattice: float(lattice.r0_A))}
 

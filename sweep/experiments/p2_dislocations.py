@@ -40,7 +40,7 @@ from .. import tasks
 from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
 from ..spec import FIT_ALLOWED, FIT_OPTIONAL, SpecError, check_ace_table
-from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED
+from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL
 
 __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
            "point", "build", "P2System", "W_SCREW"]
@@ -61,9 +61,10 @@ ALLOWED = {
     "relax.optimizer": ("lbfgs", "precon-lbfgs", "fire", "hessian-lbfgs"),
     "ace.radial_basis": P1_ALLOWED["ace.radial_basis"],
     **FIT_ALLOWED,
+    "geometry.stencil": P1_ALLOWED["geometry.stencil"],
 }
 #: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`.
-OPTIONAL = dict(FIT_OPTIONAL)
+OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL}
 
 VARIABLES = {
     "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
@@ -141,11 +142,14 @@ def fit(ace: dict, basis_size: int, rows: dk.TrainingRows, data: dk.TrainingData
 
 
 def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.SimulationReference,
-          lat: dk.LatticeReference, relax: dict, system: P2System = W_SCREW) -> dict:
-    """Relax the quadrupole with one fitted model: every stored value of a grid point."""
+          lat: dk.LatticeReference, relax: dict, system: P2System = W_SCREW,
+          geometry: dict | None = None) -> dict:
+    """Relax the quadrupole with one fitted model: every stored value of a grid point.
+    ``geometry`` is the spec's ``[geometry]`` table (the geometry error's stencil)."""
     fitted, rows_time_s = fit_and_time
     basis = basis_for(ace, basis_size, system)
-    p = dk.predict(basis, fitted.coeffs, sim, lat, tasks.relax_options(relax), system.kernel)
+    p = dk.predict(basis, fitted.coeffs, sim, lat, tasks.relax_options(relax), system.kernel,
+                   tasks.stencil_reading(geometry))
     x, c, s = system.kernel.perfect_cell(lat.a0_A)
     K_ref = force_constants(system.models[reference](), x, c, s)
     K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
@@ -192,7 +196,7 @@ def build(submit, spec, todo, system: P2System = W_SCREW):
         fitted = submit("fit", (L, a, B, w, obs), fit, p["ace"], B, rows, data, lat,
                         spec.weights[w], obs, p["fit"], system)
         points[pt] = submit("point", tuple(c[d] for d in spec.dims), point, ref, p["ace"], B,
-                            fitted, sim, lat, p["relax"], system)
+                            fitted, sim, lat, p["relax"], system, p["geometry"])
         parents[pt] = (fitted, rows, data, sim)
     return points, parents, {"a0_A": (lat, lambda lattice: float(lattice.a0_A))}
 
