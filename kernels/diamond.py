@@ -7,7 +7,8 @@ cell indices (i, j, k) with basis atom 0. The tetrahedral interstitial of cell (
 (i + ½, j + ½, k + ½) a, the centre of the cell (a T site: 4 nearest neighbours at √3/4 a).
 
 Nearest neighbours are at √3/4 a ≈ 0.433 a (4 of them), second neighbours at a/√2 ≈ 0.707 a
-(12): the geometry-error stencil radius is 0.57 a.
+(12): the radius of the geometry error's ``"cutoff"`` stencil is 0.57 a (the Voronoi readings
+of :mod:`kernels.errors` give 28 and 16 neighbours).
 
 Units: Å.
 """

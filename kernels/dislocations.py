@@ -15,7 +15,8 @@ Same pattern as :mod:`kernels.point_defects`; the sweep layer maps each stage on
 5. :func:`fit` — weighted least squares (RRQR or ARD) over E (per atom), F, V1 and V2 rows;
    test RMSEs (energy, forces, virial) and the elastic-constant error.
 6. :func:`predict` — relax the quadrupole with the fitted model from ȳ; geometry error on the
-   bcc nearest-neighbour stencil (8 neighbours) of the perfect sites x₀, energy errors.
+   stencil N(ℓ) of the perfect sites x₀ (:mod:`kernels.errors`; in bcc 14 Voronoi neighbours,
+   8 for the ``"cutoff"`` reading), energy errors.
 
 Observation sets (P2 Fig. 5): ``"E+F"`` (W_V1 = W_V2 = 0), ``"E+F+CLE"`` (W_V2 = 0),
 ``"E+F+CLE+NL"`` (all). The energy of the perfect crystal can be one extra energy row (weight

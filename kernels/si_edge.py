@@ -9,7 +9,8 @@ The stages of :mod:`kernels.dislocations` run unchanged with ``system=SI_EDGE``:
   (:mod:`kernels.edge_quadrupole`), whose elastic constants are the reference's internally
   relaxed ones (``LatticeReference.relaxed_elastic_eV_per_A3``); training cells of size L and
   the simulation cell of size N are the same arrangement (core separation L/2, N/2);
-- geometry-error stencil: the 4 nearest neighbours of diamond (radius 0.57 a0).
+- geometry-error stencil: the spec's reading (:mod:`kernels.errors`; ``"cutoff"``: the 4 nearest
+  neighbours of diamond, radius 0.57 a0).
 
 The far field sees the internally relaxed constants C = C⁰ − M_sΦ_s⁺M_sᵀ/Ω (reference: C11/C12/
 C44 = 166.4/65.3/77.1 GPa relaxed, 120.9 GPa clamped-ion C44), which are not linear in the ACE
