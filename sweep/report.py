@@ -715,6 +715,20 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- report
+def _bench_record(source: str) -> dict | None:
+    """The timing record ``benchmarks/sweep_wall_time.py`` leaves next to a store, if any."""
+    import json  # noqa: PLC0415
+
+    path = Path(str(source))
+    record = path.with_suffix(".bench.json")
+    if path.suffix != ".zarr" or not record.exists():
+        return None
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_report(
     store_or_dataset: str | Path | xr.Dataset,
     out_dir: str | Path,
@@ -761,6 +775,19 @@ def write_report(
     doc.p(f"Store: {source}. Experiment: {experiment}. Generated "
           f"{_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}.")
     doc.p("Dimensions: " + ", ".join(f"{d} ({ds.sizes[d]})" for d in ds.dims) + ".")
+    doc.p(f"Store created {ds.attrs.get('created_at', '?')} by commit "
+          f"{ds.attrs.get('git_commit', '?')}; spec fingerprint "
+          f"{ds.attrs.get('spec_fingerprint', '?')}.")
+    bench = _bench_record(source)
+    if bench:
+        doc.p(f"Timed run ({bench.get('date', '?')}, commit {bench.get('commit', '?')}, "
+              f"{bench.get('workers', '?')} workers on {bench.get('cpus', '?')} CPUs): wall "
+              f"{bench['wall_s'] / 60:.1f} min, CPU {bench['cpu_s'] / 3600:.2f} h (CPU/wall "
+              f"{bench.get('cpu_per_wall', '?')}), peak RSS client "
+              f"{bench.get('peak_rss_client_MB', '?')} MB, workers "
+              f"{bench.get('peak_rss_workers_MB', '?')} MB; load average (1, 5, 15 min) "
+              f"{bench.get('load_before', '?')} before, {bench.get('load_after', '?')} after "
+              "(benchmarks/sweep_wall_time.py).")
 
     # ---- status
     doc.h(2, "Status")
