@@ -322,6 +322,29 @@ def _classify(L, terms: dict, exponents: dict, columns: dict) -> tuple[str, floa
             "predicted slope = log–log slope of the bound over the grid")
 
 
+def _bound_regime(paper: str, L: np.ndarray, g_terms: dict, g_exp: dict, g_col: dict,
+                  eE: np.ndarray, energy_rate: tuple[str, float, str], note: str = "") -> Regime:
+    """Classify a paper's geometry bound (``g_*``: terms, their slopes vs L, their Table 1
+    columns) and its energy bound — ε_E (eV/atom), the geometry bound squared and the paper's
+    own rate term ``energy_rate`` = (name, slope vs L, column) — into a :class:`Regime`."""
+    g_column, g_slope, g_reason = _classify(L, g_terms, g_exp, g_col)
+    gsum = sum(g_terms.values())
+    e_name, e_rate, e_rate_column = energy_rate
+    e_terms = {"ε_E": eE, "(geometry bound)²": gsum**2, e_name: L**e_rate}
+    e_exp = {"ε_E": 0.0, "(geometry bound)²": 2 * _effective_slope(L, gsum), e_name: e_rate}
+    e_col = {"ε_E": "L sufficiently large", "(geometry bound)²": f"geometry² ({g_column})",
+             e_name: e_rate_column}
+    e_column, e_slope, e_reason = _classify(L, e_terms, e_exp, e_col)
+    return Regime(
+        paper=paper, column=g_column, geometry_vs_L=g_slope, energy_vs_L=e_slope,
+        geometry_column=g_column, energy_column=e_column,
+        terms={**{f"geometry: {k}": tuple(map(float, v)) for k, v in g_terms.items()},
+               **{f"energy: {k}": tuple(map(float, v)) for k, v in e_terms.items()}},
+        L=tuple(map(float, L)),
+        reason=f"geometry: {g_reason}; energy: {e_reason}{note}",
+    )
+
+
 def p1_regime(
     L,
     d: int,
@@ -380,21 +403,8 @@ def p1_regime(
     g_exp = {"ε_F": 0.0, "L^{-d/2} ε_FC_hom": -d / 2, "L^{-3d/2}": -1.5 * d}
     g_col = {"ε_F": "L sufficiently large", "L^{-d/2} ε_FC_hom": "ε_E,F = 0",
              "L^{-3d/2}": "ε_E,F = ε_FC_hom = 0"}
-    g_column, g_slope, g_reason = _classify(L, g_terms, g_exp, g_col)
-    gsum = sum(g_terms.values())
-    e_terms = {"ε_E": eE, "(geometry bound)²": gsum**2, "L^{-d}": L ** (-float(d))}
-    e_exp = {"ε_E": 0.0, "(geometry bound)²": 2 * _effective_slope(L, gsum), "L^{-d}": -float(d)}
-    e_col = {"ε_E": "L sufficiently large", "(geometry bound)²": f"geometry² ({g_column})",
-             "L^{-d}": "ε_E,F = 0"}
-    e_column, e_slope, e_reason = _classify(L, e_terms, e_exp, e_col)
-    return Regime(
-        paper="P1", column=g_column, geometry_vs_L=g_slope, energy_vs_L=e_slope,
-        geometry_column=g_column, energy_column=e_column,
-        terms={**{f"geometry: {k}": tuple(map(float, v)) for k, v in g_terms.items()},
-               **{f"energy: {k}": tuple(map(float, v)) for k, v in e_terms.items()}},
-        L=tuple(map(float, L)),
-        reason=f"geometry: {g_reason}; energy: {e_reason}",
-    )
+    return _bound_regime("P1", L, g_terms, g_exp, g_col, eE,
+                         ("L^{-d}", -float(d), "ε_E,F = 0"))
 
 
 #: P2 Table 1's columns: the observation set decides which elastic matching errors are zero by
@@ -470,19 +480,6 @@ def p2_regime(
     g_exp = {"ε_F": 0.0, "log^{1/2}(L_D) ε_V1": 0.0, "L^{-1} ε_V2": -1.0, "L^{-2}": -2.0}
     g_col = {"ε_F": "L sufficiently large", "log^{1/2}(L_D) ε_V1": "ε_E,F = 0",
              "L^{-1} ε_V2": "ε_E,F = ε_V1 = 0", "L^{-2}": "ε_E,F = ε_V1 = ε_V2 = 0"}
-    g_column, g_slope, g_reason = _classify(L, g_terms, g_exp, g_col)
-    gsum = sum(g_terms.values())
-    e_terms = {"ε_E": eE, "(geometry bound)²": gsum**2, "L^{-2}": L**-2.0}
-    e_exp = {"ε_E": 0.0, "(geometry bound)²": 2 * _effective_slope(L, gsum), "L^{-2}": -2.0}
-    e_col = {"ε_E": "L sufficiently large", "(geometry bound)²": f"geometry² ({g_column})",
-             "L^{-2}": "ε_E,F = ε_V1 = 0"}
-    e_column, e_slope, e_reason = _classify(L, e_terms, e_exp, e_col)
-    return Regime(
-        paper="P2", column=g_column, geometry_vs_L=g_slope, energy_vs_L=e_slope,
-        geometry_column=g_column, energy_column=e_column,
-        terms={**{f"geometry: {k}": tuple(map(float, v)) for k, v in g_terms.items()},
-               **{f"energy: {k}": tuple(map(float, v)) for k, v in e_terms.items()}},
-        L=tuple(map(float, L)),
-        reason=(f"geometry: {g_reason}; energy: {e_reason}"
-                + ("" if "NL" in obs else "; ε_V2 is not measured and taken as 1 (NL not fitted)")),
-    )
+    return _bound_regime("P2", L, g_terms, g_exp, g_col, eE,
+                         ("L^{-2}", -2.0, "ε_E,F = ε_V1 = 0"),
+                         "" if "NL" in obs else "; ε_V2 is not measured and taken as 1 (NL not fitted)")
