@@ -36,6 +36,9 @@ def _cmd_run(args) -> int:
     try:
         # what cannot fit a worker is refused before any store or cluster exists
         preflight(spec)
+    except SpecError as e:
+        print(f"sweep: invalid spec: {e}", file=sys.stderr)
+        return 2
     except PointTooLong as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2

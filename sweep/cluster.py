@@ -22,6 +22,7 @@ is submitted: :func:`check_point_duration` (estimate: :func:`estimate_task_secon
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -380,6 +381,47 @@ def _total_memory() -> float:
     return float(psutil.virtual_memory().total)
 
 
+@functools.lru_cache(maxsize=32)
+def superset_size(species: tuple, cutoff_A: float, nradmax_by_orders: tuple,
+                  lmax_by_orders: tuple, radial_basis: str) -> int:
+    """Functions per species of the whole ACE superset of an ``[ace]`` table: the largest
+    ``basis_size`` it realises (pyace truncates the superset to a requested size and silently
+    returns the whole superset when asked for more)."""
+    from kernels.ace import ACEBasis, ace_potential_config  # noqa: PLC0415
+
+    # far above any superset: pyace then keeps every function of it
+    config = ace_potential_config(list(species), 10**7, cutoff_A, list(nradmax_by_orders),
+                                  list(lmax_by_orders), radial_basis)
+    return int(ACEBasis(config).n_functions)
+
+
+def check_basis_sizes(spec) -> int | None:
+    """Refuse a ``basis_size`` that the spec's ``[ace]`` superset cannot realise.
+
+    Returns the superset's size (functions per species), or None for an experiment that does
+    not declare its species. Raises :class:`sweep.spec.SpecError` naming the sizes, what the
+    superset realises and what to change; without this, the fits of every larger size would all
+    be the superset's, stored under different labels.
+    """
+    from .experiment import EXPERIMENTS  # noqa: PLC0415
+    from .spec import SpecError  # noqa: PLC0415
+
+    species = getattr(EXPERIMENTS.get(spec.experiment), "species", None)
+    ace = spec.params.get("ace")
+    if not species or not ace:
+        return None
+    n = superset_size(tuple(species), float(ace["cutoff_A"]), tuple(ace["nradmax_by_orders"]),
+                      tuple(ace["lmax_by_orders"]), str(ace.get("radial_basis", "SBessel")))
+    too_big = [b for b in spec.grid["basis_size"] if b > n]
+    if too_big:
+        raise SpecError(
+            "grid.basis_size", f"{too_big} exceed the {n} functions per species that "
+            f"the [ace] superset realises (nradmax_by_orders = {list(ace['nradmax_by_orders'])}, "
+            f"lmax_by_orders = {list(ace['lmax_by_orders'])}, cutoff_A = {ace['cutoff_A']}); "
+            "raise nradmax_by_orders / lmax_by_orders or drop those sizes")
+    return n
+
+
 def preflight(spec, memory_limit_bytes: float | None = None,
               max_task_seconds: float | None = None) -> dict:
     """Refuse, before any store exists, a spec whose largest task cannot fit one worker.
@@ -391,6 +433,7 @@ def preflight(spec, memory_limit_bytes: float | None = None,
     ...}`` per stage; raises :class:`PointTooLong` naming the stage, the estimate, the limit
     and what to change.
     """
+    check_basis_sizes(spec)
     mem = estimate_task_bytes(spec)
     sec = estimate_task_seconds(spec)
     limit_b = float(memory_limit_bytes or _cfg("sweep.preflight.memory-bytes", 0)

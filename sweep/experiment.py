@@ -86,6 +86,10 @@ class Experiment:
         ``check(spec)`` raising :class:`sweep.spec.SpecError` on cross-field problems.
     spatial_dimension : int
         d in the papers' rates (2 for the triangular lattice, 3 for bulk crystals).
+    species : tuple of str, optional
+        The chemical species of its ACE basis (``basis_size`` counts functions per species):
+        with it, :func:`sweep.cluster.check_basis_sizes` refuses before any work a basis size
+        that the spec's ``[ace]`` superset cannot realise.
     slice_design : bool
         Its design stage is one pass per (defect, L) slice that factors the training rows of
         the slice's largest basis, and its fits solve from those factors
@@ -109,6 +113,7 @@ class Experiment:
     check: Callable | None = None
     spatial_dimension: int = 2
     slice_design: bool = False
+    species: tuple | None = None
 
     @property
     def all_weight_fields(self) -> tuple:

@@ -91,12 +91,37 @@ def test_invalid_spec_refused_before_any_store(kind, text, field, workdir, capsy
 
 def test_oversized_grid_refused_by_preflight(workdir, capsys):
     """Within every range, but the largest point's estimate exceeds a worker's memory."""
-    text = tiny_spec_text(L=(100,), basis_sizes=(20_000,), size=400)
+    text = tiny_spec_text(L=(200,), basis_sizes=(700,), size=400)  # design ~4.5 GB
     (workdir / "big.toml").write_text(text)
     with dask.config.set({"sweep.preflight.memory-bytes": 4e9}):
         err = _refused(capsys, ["run", "big.toml", "--no-progress"], ["GB", "basis_size"])
     assert "4 GB" in err
     assert sorted(p.name for p in workdir.iterdir()) == ["big.toml"]
+
+
+def test_basis_size_beyond_the_superset_refused(workdir, capsys):
+    """pyace would silently return the whole superset for every larger size: refused by name,
+    with what the superset realises, before any store."""
+    text = tiny_spec_text(basis_sizes=(20, 5000))
+    (workdir / "big-basis.toml").write_text(text)
+    err = _refused(capsys, ["run", "big-basis.toml", "--no-progress"],
+                   ["'grid.basis_size'", "[5000]", "724 functions"])
+    assert "nradmax_by_orders" in err
+    assert sorted(p.name for p in workdir.iterdir()) == ["big-basis.toml"]
+
+
+def test_every_built_in_spec_realises_its_basis_sizes():
+    from sweep.cluster import check_basis_sizes
+    from sweep.spec import builtin_specs, load_spec
+
+    checked = 0
+    for name in builtin_specs():
+        spec = load_spec(name)
+        n = check_basis_sizes(spec)
+        if n is not None:
+            assert max(spec.grid["basis_size"]) <= n
+            checked += 1
+    assert checked >= 4  # the P1 presets declare their species
 
 
 def test_unreadable_spec_files(workdir, capsys):

@@ -131,4 +131,4 @@ EXPERIMENT = register(Experiment(
     name="p1-point-defects-2d",
     description="vacancies in the 2D triangular lattice, FS W reference (P1 §4.1)",
     fixed={**FIXED, **RESOURCES}, allowed=ALLOWED, build=build, check=check,
-    optional=OPTIONAL, spatial_dimension=2, slice_design=True))
+    optional=OPTIONAL, spatial_dimension=2, slice_design=True, species=("W",)))

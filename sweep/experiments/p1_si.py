@@ -51,5 +51,5 @@ EXPERIMENT = register(Experiment(
     optional=OPTIONAL,
     optional_weight_fields=p1_union.EXPERIMENT.optional_weight_fields,
     weight_attrs=p1_union.EXPERIMENT.weight_attrs,
-    variables=p1_union.VARIABLES, spatial_dimension=3))
+    variables=p1_union.VARIABLES, spatial_dimension=3, species=("Si",)))
 

@@ -163,4 +163,4 @@ EXPERIMENT = register(Experiment(
                   "forces": ("default force weight W_F", "1"),
                   **{f"{k}_{q}": (f"{q} weight of the {k} training cell (NaN: the default)", "1")
                      for k in KINDS for q in ("energy", "forces")}},
-    variables=VARIABLES, spatial_dimension=2))
+    variables=VARIABLES, spatial_dimension=2, species=("W",)))
