@@ -44,7 +44,7 @@ TIE_BREAK = 1e-6
 #:
 #: (With W on the squared residual; see :data:`WEIGHT_FORMS` for the other reading of W.)
 ENERGY_WEIGHTINGS = ("total", "per-atom", "sqrt-n")
-#: The default of every fit and spec (chosen by measurement: see the README's "Fit conventions").
+#: The default of every fit and spec (chosen by measurement: see docs/specs.md, "Fit conventions").
 DEFAULT_ENERGY_WEIGHTING = "total"
 
 #: What a weight W multiplies:
@@ -57,7 +57,7 @@ DEFAULT_ENERGY_WEIGHTING = "total"
 #:     (commit daa09c6, ``src/fit.jl`` lines 12–13, ``lmul!(Diagonal(W), A); Y = W .* Y``), which
 #:     ACEpotentials.jl's ``weight_vector`` feeds.
 WEIGHT_FORMS = ("squared-residual", "residual")
-#: The default of every fit and spec (see the README's "Fit conventions").
+#: The default of every fit and spec (see docs/specs.md, "Fit conventions").
 DEFAULT_WEIGHT_FORM = "squared-residual"
 
 

@@ -71,6 +71,26 @@ __all__ = [
 #: Variables whose rates the theorems predict, in plotting order.
 ERROR_VARIABLES = ("geometry_error", "energy_error")
 
+#: The second reading of the energy error (each model against its own perfect crystal), analysed
+#: beside ``energy_error`` wherever the store has finite values of it (a fit with the bulk row).
+FORMATION_ENERGY = "formation_energy_error"
+
+
+def rate_variables(ds: xr.Dataset) -> tuple[str, ...]:
+    """The error variables of ``ds`` to fit rates to and plot: :data:`ERROR_VARIABLES`, plus
+    ``formation_energy_error`` when any point has a finite value of it (it is NaN for fits
+    without the bulk-energy row, ``[fit] bulk_energy_row``)."""
+    names = tuple(v for v in ERROR_VARIABLES if v in ds.data_vars)
+    if FORMATION_ENERGY in ds.data_vars:
+        values = np.asarray(ds[FORMATION_ENERGY].values, float)
+        if np.isfinite(values).any():
+            names += (FORMATION_ENERGY,)
+    return names
+
+
+def _has_interstitials(ds: xr.Dataset) -> bool:
+    return "defect" in ds.coords and any("interstitial" in str(d) for d in ds["defect"].values)
+
 #: Axis-label text per variable (the unit is appended from the variable's ``units`` attr).
 LABELS = {
     "geometry_error": "geometry error ‖Dū − Dũ‖",
@@ -509,9 +529,7 @@ def slope_table(ds: xr.Dataset, matched: xr.Dataset | None = None) -> tuple[list
     if matched is None:
         matched = ds.sweep.matched_accuracy() if "basis_size" in ds.dims and "rmse_forces" in ds else ds
     regimes = ds.sweep.regimes(matched) if "L" in ds.dims else []
-    for var in ERROR_VARIABLES:
-        if var not in ds.data_vars:
-            continue
+    for var in rate_variables(ds):
         if "L" in ds.dims:
             try:
                 res = matched.sweep.slope(var, against="L", points=True)
@@ -837,6 +855,20 @@ def write_report(
         tg = tg[np.isfinite(tg)]
         if tg.size:
             doc.p("Matched-accuracy target RMSE forces (eV/Å): " + ", ".join(_fmt(t) for t in tg) + ".")
+    if FORMATION_ENERGY in rate_variables(ds):
+        doc.p("Two readings of the energy error are analysed: energy_error measures each model's "
+              "energy from its own value at the unrelaxed x₀ (P1 §2, V_ℓ(0) = 0); "
+              "formation_energy_error measures it from its own perfect crystal (E_tot − n·e_bulk), "
+              "which this store's fits can do because they observed the bulk energy "
+              "([fit] bulk_energy_row = true).")
+    if _has_interstitials(ds):
+        doc.p("This store holds interstitials: at the unrelaxed x₀ the interstitial sits far inside "
+              "its neighbours' repulsive range, outside every training set, so the fitted model's "
+              "Ẽ(x₀) is an extrapolation and energy_error measures it rather than the fit. "
+              + ("Read formation_energy_error for the energy rates."
+                 if FORMATION_ENERGY in rate_variables(ds) else
+                 "A fit with [fit] bulk_energy_row = true stores formation_energy_error, the "
+                 "reading to use for the energy rates of interstitials."))
     doc.links([("slopes.csv", "slopes.csv")])
     regimes = ds.sweep.regimes(matched) if counts["done"] and "L" in ds.dims else []
     if regimes:
@@ -933,7 +965,8 @@ def write_report(
             if not np.asarray(sub.sweep.done.values).any():
                 continue
             name = f"error-vs-rmse_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
-            fig = plot_error_vs_rmse(sub, title=f"{experiment}: {_group_label(labels)}")
+            fig = plot_error_vs_rmse(sub, variables=rate_variables(sub),
+                                     title=f"{experiment}: {_group_label(labels)}")
             _save(fig, figdir / name)
             n_fig += 1
             doc.img(f"figures/{name}", f"Geometry and energy error vs RMSE forces, {_group_label(labels)}")
@@ -952,8 +985,8 @@ def write_report(
                 t = t[np.isfinite(t)]
                 acc = f", RMSE ≈ {_fmt(float(np.median(t)), 2)} eV/Å" if t.size else ""
             name = f"error-vs-L_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
-            fig = plot_error_vs_L(sub, curves=curves, title=f"{experiment}: {_group_label(labels)}{acc}",
-                                  regimes=regimes)
+            fig = plot_error_vs_L(sub, curves=curves, variables=rate_variables(sub),
+                                  title=f"{experiment}: {_group_label(labels)}{acc}", regimes=regimes)
             _save(fig, figdir / name)
             n_fig += 1
             doc.img(f"figures/{name}", f"Geometry and energy error vs L, {_group_label(labels)}{acc}; "

@@ -88,7 +88,7 @@ _TOP_COMMON = {"name", "experiment", "description", "grid", "weights"}
 #: ``energy_weighting``
 #:     ``"total"`` (total energies, the equations as written), ``"per-atom"`` (energies per
 #:     atom) or ``"sqrt-n"`` (E/√N, the papers' codes IPFitting.jl and ACEpotentials.jl); see
-#:     :data:`kernels.least_squares.ENERGY_WEIGHTINGS`. Chosen by measurement: the README's "Fit
+#:     :data:`kernels.least_squares.ENERGY_WEIGHTINGS`. Chosen by measurement: docs/specs.md "Fit
 #:     conventions".
 #: ``weight_form``
 #:     ``"squared-residual"`` (W multiplies |r|², the equations) or ``"residual"`` (W multiplies

@@ -46,7 +46,7 @@ def test_tiny_union_sweep_into_zarr(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         summary = run_sweep(spec, path, client, progress=False)
-    # with the Zhou W EAM reference every point finishes (the README's P1-int measurements)
+    # with the Zhou W EAM reference every point finishes (docs/p1-point-defects.md, P1-int)
     assert (summary.done, summary.failed) == (2, 0)
     # one training cell per kind, shared by both simulation cells; one fit shared too
     assert summary.stages == {"lattice": 1, "simulation": 2, "training": 2, "design": 2,

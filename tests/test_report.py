@@ -48,6 +48,7 @@ def make_store(
     pending=(),
     all_pending=False,
     seed=0,
+    formation=True,
 ) -> xr.Dataset:
     """Write a synthetic sweep store: geometry ∝ ε_F L^p, energy ∝ ε_F² L^p (per observation set),
     with 2 % noise; ``failed``/``pending`` are lists of {dim: label} selections; unfinished points are
@@ -69,7 +70,8 @@ def make_store(
         "energy_error": noisy(3.0 * nd * eps_f**2 * L**pe),
         "rmse_forces": eps_f,
     }
-    vals["formation_energy_error"] = 0.5 * vals["energy_error"]
+    # NaN everywhere, as the engine stores it for fits without the bulk-energy row
+    vals["formation_energy_error"] = 0.5 * vals["energy_error"] if formation else np.full(shape, np.nan)
     vals["rmse_energy"] = noisy(1e3 * eps_f**2)
     vals["force_constant_error"] = noisy(25.0 * eps_f)
     vals["fit_time"] = noisy(0.02 * B * L)
@@ -145,6 +147,7 @@ def test_report_on_partial_store_states_counts_and_failures(tmp_path):
         failed=[({"n_defects": 2, "L": 6, "basis_size": 180}, "relaxation did not converge in 500 steps"),
                 ({"n_defects": 3, "L": 10, "basis_size": 60}, "LinAlgError: SVD did not converge")],
         pending=[{"n_defects": 3, "L": 8}],
+        formation=False,  # the papers' loss: no bulk-energy row
     )
     index = write_report(store, tmp_path / "rep")
     assert index == tmp_path / "rep" / "index.md"
@@ -321,3 +324,16 @@ def test_main_report_cli_hook(tmp_path, capsys):
     assert "0 done, 1 pending, 0 failed" in capsys.readouterr().out
     assert main_report(str(tmp_path / "missing.zarr")) == 2
     assert "no store" in capsys.readouterr().err
+
+
+def test_formation_energy_error_is_analysed_only_where_it_was_measured(tmp_path):
+    with_bulk = make_store(tmp_path / "bulk.zarr", p_energy_L=(-2.0,))
+    rows, _ = slope_table(with_bulk)
+    formation = [r for r in rows if r["variable"] == "formation_energy_error" and r["against"] == "L"]
+    assert formation, "a store with finite formation energies has their rates"
+    for r in formation:  # the synthetic formation energy is half the energy error: same rate
+        assert r["ci_low"] <= -2.0 <= r["ci_high"]
+    without = make_store(tmp_path / "nobulk.zarr", formation=False)
+    rows, _ = slope_table(without)
+    assert not [r for r in rows if r["variable"] == "formation_energy_error"]
+    assert [r for r in rows if r["variable"] == "energy_error"]
