@@ -45,6 +45,7 @@ def run_one(spec: str, store_dir: Path, workers: int) -> dict:
     cmd = [sys.executable, "-m", "sweep.cli", "run", spec, "--store", str(store),
            "--workers", str(workers), "--no-progress"]
     load_before = os.getloadavg()
+    commit = _commit()  # the code that ran, even if the checkout moves during a long run
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_rss: dict[int, float] = {}
@@ -82,7 +83,7 @@ def run_one(spec: str, store_dir: Path, workers: int) -> dict:
         "peak_rss_workers_MB": [round(v, 1) for v in workers_rss],
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
-        "cpus": os.cpu_count(), "workers": workers, "commit": _commit(),
+        "cpus": os.cpu_count(), "workers": workers, "commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     store.with_suffix(".bench.json").write_text(json.dumps(result, indent=1) + "\n")
