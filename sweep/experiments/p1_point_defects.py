@@ -32,6 +32,13 @@ neighbours of x₀ whose closed cells share any point), ``"voronoi-faces"`` (cel
 of positive measure) or ``"cutoff"`` (the pairs within the lattice's cutoff radius between the
 first and second shells); see :mod:`kernels.errors`. It changes the stored geometry errors, so
 it is part of the fingerprint. Every experiment of :mod:`sweep.experiments` takes the table.
+
+Two options of this experiment only (both fingerprinted): ``[ace] basis_count`` reads the grid's
+``basis_size`` as ``"functions"`` (default, the papers' reading: that many functions of the 3D
+basis) or ``"planar-independent"`` (that many functions linearly independent on planar
+configurations; :mod:`kernels.planar_basis`), and every point stores ``n_planar_independent``
+beside the raw ``n_basis``; ``[fit] scale_columns`` (default true) scales the design columns to
+unit norm before the truncated rank-revealing QR (:data:`FIT_SCALE_COLUMNS`: P1's code does not).
 """
 
 from __future__ import annotations
