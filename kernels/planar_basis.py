@@ -17,10 +17,10 @@ of varied density, not the near-lattice training data, whose additional near-dep
 rank-revealing QR's business — and marks a function independent when its values are not in the
 span of those of the functions before it in pyace's truncation order
 (:func:`kernels.ace.truncation_rank`). The identities are exact, so the decision has a wide gap
-(distances from the span either ≲ 1e-12 or ≳ 1e-4 of a unit-norm column: the same flags for any
+(distances of a unit-norm column from the span either ≲ 3e-15 or ≳ 1e-4: the same flags for any
 threshold 1e-10…1e-4 and for other seeds and environment generators, measured). Functions of
-different (body order, multiset of radial indices) have linearly independent products of radial
-functions, so the span test runs per such group (measured: the same flags as the test over the
+different (body order, multiset of radial indices) differ in their products of radial functions
+and are taken to be independent of each other, so the span test runs per such group (measured: the same flags as the test over the
 whole basis at once, at a fraction of the cost).
 
 :func:`independent_truncation` then reads a requested basis size as a number of planar-independent
@@ -59,7 +59,7 @@ BASIS_COUNTS = ("functions", "planar-independent")
 DEFAULT_BASIS_COUNT = "functions"
 
 #: A function is independent of those before it when the distance of its unit-norm column from
-#: their span exceeds this (the measured gap: ≲ 1e-12 against ≳ 1e-4).
+#: their span exceeds this (the measured gap: ≲ 3e-15 against ≳ 1e-4).
 INDEPENDENCE_TOL = 1e-8
 
 #: Sites per environment cell (8 × 8) and rows per group member: enough generic rows that every
