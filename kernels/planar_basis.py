@@ -129,10 +129,18 @@ def planar_independence(basis: ACEBasis, seed: int = 0) -> np.ndarray:
     return flags.copy()
 
 
+#: (keys in truncation order, flag by key) of each superset, by its configuration (JSON).
+_TABLES: dict = {}
+
+
 def _flags_by_key(superset: ACEBasis) -> tuple[list, dict]:
-    keys = superset.function_keys()
-    flags = planar_independence(superset)
-    return sorted(keys, key=truncation_rank), dict(zip(keys, flags))
+    key = json.dumps(superset.config, sort_keys=True)
+    if key not in _TABLES:
+        keys = superset.function_keys()
+        flags = planar_independence(superset)
+        superset.release()  # only its keys and flags are needed from here on
+        _TABLES[key] = (sorted(keys, key=truncation_rank), dict(zip(keys, flags)))
+    return _TABLES[key]
 
 
 def independent_truncation(superset: ACEBasis, n_independent: int) -> tuple[int, int]:
