@@ -104,6 +104,10 @@ class DesignRows:
 
 #: Basis configurations built in this process, by their potential configuration (JSON).
 _BASIS_CONFIGURATIONS: dict = {}
+#: Function keys of the bases built in this process, by their potential configuration (JSON):
+#: a pure function of the configuration, and asking a basis for them otherwise builds its pyace
+#: objects (about a second for thousands of functions).
+_FUNCTION_KEYS: dict = {}
 
 
 def _basis_configuration(config: dict):
@@ -179,6 +183,12 @@ class ACEBasis:
         equal (tests/test_kernels_nested_basis.py); :mod:`kernels.nested_basis` maps by these.
         """
         if "keys" not in self._cache:
+            import json  # noqa: PLC0415
+
+            config_key = json.dumps(self.config, sort_keys=True)
+            if config_key in _FUNCTION_KEYS:
+                self._cache["keys"] = _FUNCTION_KEYS[config_key]
+                return list(self._cache["keys"])
             bb = self._objects().basis
             keys = []
 
@@ -191,6 +201,7 @@ class ACEBasis:
                 keys += [(mu, f.rank, tuple(f.ns), tuple(f.ls), tuple(f.LS)) + species(f)
                          for f in bb.basis[mu]]
             self._cache["keys"] = keys
+            _FUNCTION_KEYS[config_key] = keys
         return list(self._cache["keys"])
 
     def release(self) -> None:

@@ -86,6 +86,10 @@ class Experiment:
         ``check(spec)`` raising :class:`sweep.spec.SpecError` on cross-field problems.
     spatial_dimension : int
         d in the papers' rates (2 for the triangular lattice, 3 for bulk crystals).
+    neutral_defaults : dict
+        ``"table.field"`` → default, for optional fields added after stores were written whose
+        default reproduces those stores' values: at its default such a field is left out of the
+        spec's fingerprint and recorded fixed parameters, so the older stores still resume.
     species : tuple of str, optional
         The chemical species of its ACE basis (``basis_size`` counts functions per species):
         with it, :func:`sweep.cluster.check_basis_sizes` refuses before any work a basis size
@@ -114,6 +118,7 @@ class Experiment:
     spatial_dimension: int = 2
     slice_design: bool = False
     species: tuple | None = None
+    neutral_defaults: dict = field(default_factory=dict)
 
     @property
     def all_weight_fields(self) -> tuple:

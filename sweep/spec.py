@@ -169,6 +169,11 @@ class Spec:
         """Fixed parameters (everything but the grid and the :data:`RESOURCE_TABLES`) as a
         plain, JSON-able dict — what a store belongs to."""
         params = {k: v for k, v in self.params.items() if k not in RESOURCE_TABLES}
+        exp = EXPERIMENTS.get(self.experiment)
+        for dotted, default in (exp.neutral_defaults if exp else {}).items():
+            table, name = dotted.split(".", 1)
+            if name in params.get(table, {}) and params[table][name] == default:
+                params[table] = {k: v for k, v in params[table].items() if k != name}
         return {"experiment": self.experiment, "weights": self.weights, "params": params}
 
 

@@ -19,11 +19,13 @@ from kernels.finnis_sinclair import wang2014_tungsten
 from kernels.lattice import TRIANGULAR
 from kernels.least_squares import DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM
 from kernels.nrl_tb import bernstein2000_si_sp
+from kernels.planar_basis import DEFAULT_BASIS_COUNT, independent_truncation, n_planar_independent
 from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_factors
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
            "basis_for", "design_slice", "fit_slice", "fit_union", "point_union", "CRYSTALS",
-           "reference_model", "relax_options", "fit_conventions", "stencil_reading"]
+           "reference_model", "relax_options", "fit_conventions", "stencil_reading",
+           "superset_for", "planar_counts", "WHOLE_SUPERSET"]
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
@@ -48,13 +50,42 @@ def relax_options(relax: dict) -> pdk.RelaxOptions:
     return pdk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"])
 
 
+def _ace_basis(ace: dict, n_functions: int, symbols: list[str]) -> ACEBasis:
+    return ACEBasis(ace_potential_config(symbols, n_functions, ace["cutoff_A"],
+                                         ace["nradmax_by_orders"], ace["lmax_by_orders"],
+                                         ace["radial_basis"]))
+
+
+#: More functions than any superset of a spec realises (``grid.basis_size`` is at most 20000):
+#: pyace then keeps the whole superset spanned by ``nradmax_by_orders``/``lmax_by_orders``.
+WHOLE_SUPERSET = 10**6
+
+
+def superset_for(ace: dict, symbol: str = pdk.SYMBOL) -> ACEBasis:
+    """The whole ACE superset of a spec's ``[ace]`` table (one species)."""
+    return _ace_basis(ace, WHOLE_SUPERSET, [symbol])
+
+
 def basis_for(ace: dict, basis_size: int, symbol: str = pdk.SYMBOL, *more_symbols: str
               ) -> ACEBasis:
     """The ACE basis of a spec's ``[ace]`` table at one requested size (functions per
-    element) over the species ``symbol`` and ``more_symbols``."""
-    return ACEBasis(ace_potential_config([symbol, *more_symbols], basis_size, ace["cutoff_A"],
-                                         ace["nradmax_by_orders"], ace["lmax_by_orders"],
-                                         ace["radial_basis"]))
+    element) over the species ``symbol`` and ``more_symbols``, read as the table's
+    ``basis_count`` says (:data:`kernels.planar_basis.BASIS_COUNTS`; absent: the papers'
+    ``"functions"``). For ``"planar-independent"`` the basis is the shortest truncation holding
+    ``basis_size`` functions that are linearly independent on planar configurations."""
+    if ace.get("basis_count", DEFAULT_BASIS_COUNT) == "planar-independent":
+        if more_symbols:
+            raise ValueError('basis_count "planar-independent" handles one species only')
+        basis_size, _ = independent_truncation(superset_for(ace, symbol), basis_size)
+    return _ace_basis(ace, basis_size, [symbol, *more_symbols])
+
+
+def planar_counts(ace: dict, basis_size: int, symbol: str = pdk.SYMBOL) -> dict:
+    """The realised sizes of the basis of one requested size: ``n_planar_independent``, its
+    number of functions linearly independent on planar configurations
+    (:func:`kernels.planar_basis.n_planar_independent`)."""
+    return {"n_planar_independent": n_planar_independent(basis_for(ace, basis_size, symbol),
+                                                         superset_for(ace, symbol))}
 
 
 def lattice(reference: str, crystal: str = "triangular") -> pdk.LatticeReference:
@@ -97,9 +128,12 @@ def fit_conventions(fit_params: dict) -> dict:
 
 def _point_defect_conventions(fit_params: dict) -> dict:
     """:func:`fit_conventions` as keyword arguments of :func:`kernels.point_defects.fit`: the
-    bulk-energy row is ``weight_bulk_energy`` there (None: W_E; 0: no row)."""
+    bulk-energy row is ``weight_bulk_energy`` there (None: W_E; 0: no row); ``scale_columns``
+    from the table's ``scale_columns`` (absent: true, see
+    :data:`sweep.experiments.p1_point_defects.FIT_SCALE_COLUMNS`)."""
     c = fit_conventions(fit_params)
-    return {"weight_bulk_energy": None if c.pop("bulk_energy_row") else 0.0, **c}
+    return {"weight_bulk_energy": None if c.pop("bulk_energy_row") else 0.0,
+            "scale_columns": bool(fit_params.get("scale_columns", True)), **c}
 
 
 def fit(ace: dict, basis_size: int, rows: pdk.TrainingRows, data: pdk.TrainingData,

@@ -32,11 +32,19 @@ neighbours of x₀ whose closed cells share any point), ``"voronoi-faces"`` (cel
 of positive measure) or ``"cutoff"`` (the pairs within the lattice's cutoff radius between the
 first and second shells); see :mod:`kernels.errors`. It changes the stored geometry errors, so
 it is part of the fingerprint. Every experiment of :mod:`sweep.experiments` takes the table.
+
+Two options of this experiment only (both fingerprinted): ``[ace] basis_count`` reads the grid's
+``basis_size`` as ``"functions"`` (default, the papers' reading: that many functions of the 3D
+basis) or ``"planar-independent"`` (that many functions linearly independent on planar
+configurations; :mod:`kernels.planar_basis`), and every point stores ``n_planar_independent``
+beside the raw ``n_basis``; ``[fit] scale_columns`` (default true) scales the design columns to
+unit norm before the truncated rank-revealing QR (:data:`FIT_SCALE_COLUMNS`: P1's code does not).
 """
 
 from __future__ import annotations
 
 from kernels.errors import STENCILS
+from kernels.planar_basis import BASIS_COUNTS, DEFAULT_BASIS_COUNT
 
 from .. import tasks
 from ..experiment import Experiment, register
@@ -44,7 +52,8 @@ from ..seeds import derive_seed
 from ..spec import (BOOL, FIT_ALLOWED, FIT_OPTIONAL, NONNEG_INT, POS_FLOAT, POS_INT, STR,
                     INT_LIST, SpecError, check_ace_table)
 
-__all__ = ["EXPERIMENT", "FIXED", "RESOURCES", "RESOURCES_OPTIONAL", "OPTIONAL", "GEOMETRY_OPTIONAL",
+__all__ = ["EXPERIMENT", "FIXED", "FIXED_2D", "OPTIONAL_2D", "VARIABLES_2D", "FIT_SCALE_COLUMNS",
+           "point_2d", "RESOURCES", "RESOURCES_OPTIONAL", "OPTIONAL", "GEOMETRY_OPTIONAL",
            "training_seeds", "build"]
 
 #: The fixed-parameter tables of a P1 spec (other experiments start from these).
@@ -61,6 +70,21 @@ FIXED = {
     "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
     "geometry": {"stencil": STR},
 }
+
+#: Fields only the planar experiment takes: how a requested basis size is counted
+#: (:data:`kernels.planar_basis.BASIS_COUNTS`) and whether the design matrix's columns are scaled
+#: to unit norm before the truncated rank-revealing QR.
+FIXED_2D = {**FIXED, "ace": {**FIXED["ace"], "basis_count": STR},
+            "fit": {**FIXED["fit"], "scale_columns": BOOL}}
+#: ``fit.scale_columns`` when omitted: true, unit-norm columns (:func:`kernels.least_squares.
+#: solve_rrqr`), so that the 1e-6 truncation measures near-collinearity, not pyace's
+#: normalisation of its functions. P1's code does not scale: IPFitting.jl (commit 21617f5,
+#: ``src/lsq.jl`` lines 451-458: the preconditioner P defaults to the identity; line 493:
+#: ``pqrfact(Ψ, rtol=rrqr_tol)`` on the weighted rows as they are), on ACE1.jl's own
+#: normalisation of the functions, which pyace's does not share.
+FIT_SCALE_COLUMNS = True
+#: Optional fields of the planar experiment beyond :data:`OPTIONAL`.
+OPTIONAL_2D = {"ace.basis_count": DEFAULT_BASIS_COUNT, "fit.scale_columns": FIT_SCALE_COLUMNS}
 
 #: The ``[geometry]`` table may be omitted: the papers' stencil (P1 eq. 6.3, P2 eq. A.2).
 GEOMETRY_OPTIONAL = {"geometry": {}, "geometry.stencil": STENCILS[0]}
@@ -81,6 +105,7 @@ ALLOWED = {
     "ace.radial_basis": ("SBessel", "ChebExpCos", "ChebPow", "ChebLinear"),
     **FIT_ALLOWED,
     "geometry.stencil": STENCILS,
+    "ace.basis_count": BASIS_COUNTS,
 }
 
 
@@ -121,14 +146,32 @@ def build(submit, spec, todo):
                       p["resources"]["max_design_chunk_MB"], p["fit"]["energy_weighting"])
         fitted = submit("fit", (defect, L, B, w, obs), tasks.fit_slice, p["ace"], sizes, B, rows,
                         lat, spec.weights[w], p["fit"], obs)
-        points[point] = submit("point", tuple(c[d] for d in spec.dims), tasks.point, p["ace"], B,
-                               fitted, sim, lat, p["relax"], "triangular", p["geometry"])
+        points[point] = submit("point", tuple(c[d] for d in spec.dims), point_2d, p["ace"], B,
+                               fitted, sim, lat, p["relax"], p["geometry"])
         parents[point] = (fitted, rows, data, sim)
     return points, parents, {"r0_A": (lat, lambda lattice: float(lattice.r0_A))}
+
+
+#: Stored variables of the planar experiment beyond :data:`sweep.store.VARIABLES` (whose
+#: ``n_basis`` is the raw number of 3D functions).
+VARIABLES_2D = {"n_planar_independent": (
+    "i8", "1", "number of the basis's functions linearly independent on planar configurations "
+    "(kernels.planar_basis; grid basis_size counts these under ace.basis_count = "
+    "'planar-independent', the functions themselves under 'functions')", -1)}
+
+
+def point_2d(ace: dict, basis_size: int, fit_and_time, sim, lat, relax: dict,
+             geometry: dict | None) -> dict:
+    """:func:`sweep.tasks.point` on the triangular lattice, plus the basis's planar-independent
+    count (:data:`VARIABLES_2D`)."""
+    values = tasks.point(ace, basis_size, fit_and_time, sim, lat, relax, "triangular", geometry)
+    values.update(tasks.planar_counts(ace, basis_size))
+    return values
 
 
 EXPERIMENT = register(Experiment(
     name="p1-point-defects-2d",
     description="vacancies in the 2D triangular lattice, FS W reference (P1 §4.1)",
-    fixed={**FIXED, **RESOURCES}, allowed=ALLOWED, build=build, check=check,
-    optional=OPTIONAL, spatial_dimension=2, slice_design=True, species=("W",)))
+    fixed={**FIXED_2D, **RESOURCES}, allowed=ALLOWED, build=build, check=check,
+    optional={**OPTIONAL, **OPTIONAL_2D}, variables=VARIABLES_2D, spatial_dimension=2,
+    slice_design=True, species=("W",), neutral_defaults=OPTIONAL_2D))
