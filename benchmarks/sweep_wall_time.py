@@ -38,7 +38,9 @@ def _commit() -> str:
 
 
 def run_one(spec: str, store_dir: Path, workers: int) -> dict:
-    name = Path(spec).stem if spec.endswith(".toml") else spec
+    from sweep.spec import load_spec  # noqa: PLC0415
+
+    name = load_spec(spec).name  # the store a user's `sweep run SPEC` would write
     store = store_dir / f"{name}.zarr"
     if store.exists():
         raise SystemExit(f"{store} exists: remove it (this benchmark times a run from scratch)")
