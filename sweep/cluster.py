@@ -354,24 +354,36 @@ BYTES_PER_ENTRY = 8
 
 def estimate_task_bytes(spec) -> dict:
     """Expected peak memory (bytes) of each stage's task for the largest grid point of
-    ``spec``, as rough as :func:`estimate_task_seconds`: relaxations by their atoms, the design
-    pass by its chunk bound (``resources.max_design_chunk_MB`` when the spec has it, else the
-    whole matrix) plus its B × B factors, a fit by its factors."""
+    ``spec``, as rough as :func:`estimate_task_seconds`: relaxations by their atoms; with slice
+    factors (:attr:`sweep.experiment.Experiment.slice_design`) the design pass by its chunk bound
+    (``resources.max_design_chunk_MB`` when the spec has it, else the whole matrix) plus its
+    B × B factors and a fit by its factors; otherwise the design task by one cell's whole rows
+    (training and test) and a fit by four copies of the rows of every cell it stacks
+    (:attr:`sweep.experiment.Experiment.cells_per_fit`): the rows themselves, the weighted
+    stack, and the column scaling's and the pivoted QR's copies of it."""
     p = spec.params
-    dim = int(getattr(spec.definition, "spatial_dimension", 2))
+    exp = spec.definition
+    dim = int(getattr(exp, "spatial_dimension", 2))
     N, L = p["simulation"]["size"], max(spec.grid["L"])
     B = max(spec.grid["basis_size"])
     atoms_sim, atoms_train = float(N) ** dim, float(L) ** dim
-    n_train = p["training"]["n_train"]
-    rows = n_train * (1 + dim * atoms_train)
-    whole = BYTES_PER_ENTRY * rows * B
-    chunk_MB = p.get("resources", {}).get("max_design_chunk_MB")
-    design = min(whole, chunk_MB * 1e6) if chunk_MB else whole
+    n_train, n_test = p["training"]["n_train"], p["training"]["n_test"]
+    rows_per_config = 1 + dim * atoms_train
     factors = BYTES_PER_ENTRY * 2.0 * B * B
+    if getattr(exp, "slice_design", False):
+        whole = BYTES_PER_ENTRY * n_train * rows_per_config * B
+        chunk_MB = p.get("resources", {}).get("max_design_chunk_MB")
+        design = (min(whole, chunk_MB * 1e6) if chunk_MB else whole) + factors
+        fit = factors + BYTES_PER_ENTRY * (n_train + 1) * B
+    else:
+        per_cell = BYTES_PER_ENTRY * (n_train + n_test) * rows_per_config * B
+        cells = int(exp.cells_per_fit(spec)) if getattr(exp, "cells_per_fit", None) else 1
+        design = per_cell
+        fit = 4.0 * cells * per_cell
     return {"simulation": BYTES_PER_ATOM * atoms_sim,
-            "training": BYTES_PER_ATOM * atoms_train * (n_train + p["training"]["n_test"]),
-            "design": design + factors,
-            "fit": factors + BYTES_PER_ENTRY * (n_train + 1) * B,
+            "training": BYTES_PER_ATOM * atoms_train * (n_train + n_test),
+            "design": design,
+            "fit": fit,
             "point": BYTES_PER_ATOM * atoms_sim + BYTES_PER_ENTRY * B * atoms_sim}
 
 

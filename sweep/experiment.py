@@ -86,6 +86,10 @@ class Experiment:
         ``check(spec)`` raising :class:`sweep.spec.SpecError` on cross-field problems.
     spatial_dimension : int
         d in the papers' rates (2 for the triangular lattice, 3 for bulk crystals).
+    cells_per_fit : callable, optional
+        ``cells_per_fit(spec) -> int``: the most training cells one fit stacks (a union of
+        defect cells); the memory estimate of :func:`sweep.cluster.estimate_task_bytes` scales
+        with it. None: one.
     neutral_defaults : dict
         ``"table.field"`` → default, for optional fields added after stores were written whose
         default reproduces those stores' values: at its default such a field is left out of the
@@ -119,6 +123,7 @@ class Experiment:
     slice_design: bool = False
     species: tuple | None = None
     neutral_defaults: dict = field(default_factory=dict)
+    cells_per_fit: Callable | None = None
 
     @property
     def all_weight_fields(self) -> tuple:

@@ -99,6 +99,15 @@ def test_oversized_grid_refused_by_preflight(workdir, capsys):
     assert sorted(p.name for p in workdir.iterdir()) == ["big.toml"]
 
 
+def test_union_fit_memory_counts_every_stacked_cell(workdir, capsys):
+    """The paper-scale P1-int fit stacks the whole rows of two training cells (measured: 8.6 GB
+    peak per worker); a 4 GB worker is refused before any store, naming the fit."""
+    with dask.config.set({"sweep.preflight.memory-bytes": 4e9}):
+        err = _refused(capsys, ["run", "p1-interstitials", "--no-progress"], ["'fit'", "GB"])
+    assert "4 GB" in err
+    assert not (workdir / "runs").exists()
+
+
 def test_basis_size_beyond_the_superset_refused(workdir, capsys):
     """pyace would silently return the whole superset for every larger size: refused by name,
     with what the superset realises, before any store."""

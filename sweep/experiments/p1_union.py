@@ -163,4 +163,5 @@ EXPERIMENT = register(Experiment(
                   "forces": ("default force weight W_F", "1"),
                   **{f"{k}_{q}": (f"{q} weight of the {k} training cell (NaN: the default)", "1")
                      for k in KINDS for q in ("energy", "forces")}},
-    variables=VARIABLES, spatial_dimension=2, species=("W",)))
+    variables=VARIABLES, spatial_dimension=2, species=("W",),
+    cells_per_fit=lambda spec: max(len(components_of(d)) for d in spec.grid["defect"])))
