@@ -91,19 +91,19 @@ import numpy as np
 from . import dislocations as dk
 from .ace import ACEBasis, ACEModel
 from .ard import solve_ard
-from .errors import rmse
+from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
                             row_weight, solve_rrqr, weighted_system)
 from .point_defects import (TrainingComponent, reference_optimizer, reference_preconditioner,
-                            union_system)
+                            relax_fitted, union_system)
 from .relax import relax
 
 __all__ = ["AXES", "BURGERS", "LOOP_SEGMENTS", "LOOP_IMAGES", "LoopCell", "bcc_loop_unit_cell",
-           "loop_cell_repeats", "solid_angle", "periodic_solid_angle", "loop_displacement",
+           "loop_cell_repeats", "max_loop_diameter_a0", "solid_angle", "periodic_solid_angle", "loop_displacement",
            "single_loop_displacement", "loop_cell",
            "slip_profile", "slipped_diameter_A", "plane_offset_A", "LOOP_KINDS", "W_EDGE", "w_edge_cell", "edge_cell_repeats", "LoopComponent", "UnionFitResult",
            "fit_union", "union_elastic_blocks", "union_system_rows", "LoopSimulation",
-           "simulation_reference"]
+           "simulation_reference", "predict"]
 
 SYMBOL = dk.SYMBOL
 #: Cell axes in cubic-crystal coordinates: x ∥ b, y = glide-plane normal, z = edge line.
@@ -182,6 +182,14 @@ def loop_cell_repeats(size_a: float) -> tuple[int, int, int]:
     return (max(2, int(round(size_a * 2 / np.sqrt(3.0)))),
             max(2, int(round(size_a / np.sqrt(2.0)))),
             max(1, int(round(size_a / np.sqrt(6.0)))))
+
+
+def max_loop_diameter_a0(size_a: float, kind: str = "glide") -> float:
+    """The largest loop diameter (a0) that :func:`loop_cell` accepts in a cell of side
+    ≈ ``size_a`` a0: the shorter in-plane period minus one a0."""
+    nx, ny, nz = loop_cell_repeats(size_a)
+    periods = np.array([nx * np.sqrt(3.0) / 2, ny * np.sqrt(2.0), nz * np.sqrt(6.0)])
+    return float(min(periods[[0, 2]] if kind == "glide" else periods[[1, 2]]) - 1.0)
 
 
 def _polygon(centre: np.ndarray, radius: float, n_segments: int) -> np.ndarray:
@@ -485,6 +493,32 @@ def simulation_reference(model, a0_A: float, size: int, diameter: float, kind: s
     return LoopSimulation(sim, kind, float(diameter), cell.centre_A, cell.burgers_A,
                           slipped_diameter_A(cell.positions0_A, cell.positions_A, cell, a0_A),
                           slipped_diameter_A(cell.positions0_A, r.positions_A, cell, a0_A))
+
+
+def predict(basis: ACEBasis, coeffs: np.ndarray, sim: LoopSimulation,
+            lattice: dk.LatticeReference, options, stencil: str = "voronoi"
+            ) -> tuple[dk.Prediction, float]:
+    """Relax the loop cell with the fitted model from ȳ and measure the errors exactly as
+    :func:`kernels.dislocations.predict` does (geometry error on the stencil of x₀ in the
+    reading ``stencil``, energies from each model's value at the predictor); also the loop's
+    slipped diameter in ȳ_ML (Å)."""
+    t0 = time.perf_counter()
+    ref = sim.reference
+    model = ACEModel(basis, coeffs)
+    sym = list(ref.symbols)
+    e_pred_ml = model.evaluate(ref.predictor_A, ref.cell_A, sym).energy_eV
+    r = relax_fitted(model, ref.positions_A, ref.cell_A, sym, ref.precon, 3, options)
+    x, c, s = dk.bcc_cubic_cell(lattice.a0_A)
+    bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
+    p = dk.Prediction(
+        geometry_error_A=geometry_error(ref.positions0_A, ref.positions_A, r.positions_A,
+                                        ref.cell_A, dk.W_SCREW.stencil(stencil, lattice.a0_A)),
+        energy_error_eV=energy_error(ref.energy_eV, ref.energy_predictor_eV, r.energy_eV,
+                                     e_pred_ml),
+        formation_energy_error_eV=formation_energy_error(
+            ref.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml, len(sym)),
+        relax_steps=r.n_steps, time_s=time.perf_counter() - t0)
+    return p, sim.diameter_of_A(r.positions_A, lattice.a0_A)
 
 
 # ----------------------------------------------------------------------------------------------
