@@ -330,7 +330,7 @@ def single_loop_displacement(points_A: np.ndarray, centre_A: np.ndarray, radius_
     :func:`loop_displacement` (no images; not periodic)."""
     centre = np.asarray(centre_A, float)
     verts = _polygon(centre, float(radius_A), n_segments)
-    sigma = np.sign(solid_angle(centre[None] + [0.0, 1e-3 * L.min(), 0.0], centre, verts)[0])
+    sigma = np.sign(solid_angle(centre[None] + [0.0, 1e-3 * radius_A, 0.0], centre, verts)[0])
     S = sigma * solid_angle(points_A, centre, verts)
     return -np.outer(S, np.asarray(burgers_A, float)) / (4 * np.pi)
 
