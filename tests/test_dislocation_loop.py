@@ -104,9 +104,10 @@ def _relaxed(model, cell, fmax=1e-3):
     return relax(model, cell.positions_A, cell.cell_A, sym, fmax, 20000)
 
 
-def test_glide_loop_annihilates_prismatic_loop_and_edge_dipole_survive(lattice):
+def test_glide_loop_annihilates_and_edge_dipole_survives(lattice):
     """Under the reference a glide loop glides away (the reason the presets use the prismatic
-    loop); the prismatic loop and the edge dipole of the training set cannot (climb)."""
+    loop); the edge dipole of the training set, whose edges lie on different glide planes,
+    cannot (it would need climb)."""
     model = zhou2001_tungsten()
     e_bulk = lattice.bulk_energy_eV_per_atom
     glide = dl.loop_cell(lattice.a0_A, 7, 4, "glide")
