@@ -1,4 +1,4 @@
-"""P2 §4.3: a ½⟨111⟩ dislocation loop in bcc W, and the W edge training cell of its union training set.
+"""P2 §4.3: a ½⟨111⟩ dislocation loop in bcc W, and the W edge cell of its union training set.
 
 Which loop. P2 §4.3 (Figs. 12–14) places "an entire dislocation loop" of diameter L_D in a
 periodic simulation domain of N = 150 r0 and fits the model on "a dipole screw and a dipole edge
@@ -98,12 +98,13 @@ from .point_defects import (TrainingComponent, reference_optimizer, reference_pr
                             relax_fitted, union_system)
 from .relax import relax
 
-__all__ = ["AXES", "BURGERS", "LOOP_SEGMENTS", "LOOP_IMAGES", "LoopCell", "bcc_loop_unit_cell",
-           "loop_cell_repeats", "max_loop_diameter_a0", "solid_angle", "periodic_solid_angle", "loop_displacement",
-           "single_loop_displacement", "loop_cell",
-           "slip_profile", "slipped_diameter_A", "plane_offset_A", "LOOP_KINDS", "W_EDGE", "w_edge_cell", "edge_cell_repeats", "LoopComponent", "UnionFitResult",
-           "fit_union", "union_elastic_blocks", "union_system_rows", "LoopSimulation",
-           "simulation_reference", "predict"]
+__all__ = ["AXES", "BURGERS", "LOOP_SEGMENTS", "LOOP_IMAGES", "LOOP_LAYERS", "LOOP_KINDS",
+           "LoopCell", "bcc_loop_unit_cell", "loop_cell_repeats", "max_loop_diameter_a0",
+           "solid_angle", "periodic_solid_angle", "loop_displacement",
+           "single_loop_displacement", "loop_cell", "slip_profile", "slipped_diameter_A",
+           "plane_offset_A", "W_EDGE", "w_edge_cell", "edge_cell_repeats", "LoopComponent",
+           "UnionFitResult", "fit_union", "union_elastic_blocks", "union_system_rows",
+           "LoopSimulation", "simulation_reference", "predict"]
 
 SYMBOL = dk.SYMBOL
 #: Cell axes in cubic-crystal coordinates: x ∥ b, y = glide-plane normal, z = edge line.
