@@ -15,6 +15,8 @@ module                      experiment
                             reference, elastic observations (P2 §4.2.2)
 ``p2_nial_screw``           ``p2-dislocations-nial-screw``: a[001] screw quadrupole in
                             B2 NiAl, Mishin EAM reference (P2 §4.2.3, P2-NiAl)
+``p2_w_loop``               ``p2-dislocations-w-loop``: a ½<111> loop in W, one fit on a
+                            screw and an edge training cell (P2 §4.3, P2-loop)
 ==========================  ==========================================================
 """
 
@@ -24,3 +26,4 @@ from . import p1_union  # noqa: F401
 from . import p1_si  # noqa: F401
 from . import p2_si_edge  # noqa: F401
 from . import p2_nial_screw  # noqa: F401,E402
+from . import p2_w_loop  # noqa: F401,E402
