@@ -82,7 +82,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IntermediateCache", "CacheEntryGone", "Uncacheable", "environment", "canonical",
-           "digest", "from_config", "cache_root", "usage", "compute_and_store", "load",
+           "digest", "source_digest", "environment_token", "from_config", "cache_root", "usage", "compute_and_store", "load",
            "store_entry", "evict", "VALUE_PACKAGES", "SOURCE_FILES", "MAX_BYTES", "STALE_TMP_S",
            "UNCACHED_STAGES"]
 
@@ -134,12 +134,17 @@ def environment() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
+    return {"format": FORMAT, "packages": versions, "source_sha256": source_digest(_REPO)}
+
+
+def source_digest(repo: Path) -> str:
+    """SHA-256 (hex) of the paths and bytes of the :data:`SOURCE_FILES` under ``repo``."""
     h = hashlib.sha256()
-    files = sorted({p for pattern in SOURCE_FILES for p in _REPO.glob(pattern)
+    files = sorted({p for pattern in SOURCE_FILES for p in Path(repo).glob(pattern)
                     if p.is_file() and "__pycache__" not in p.parts})
     for p in files:
-        h.update(str(p.relative_to(_REPO)).encode() + b"\0" + p.read_bytes() + b"\0")
-    return {"format": FORMAT, "packages": versions, "source_sha256": h.hexdigest()}
+        h.update(str(p.relative_to(repo)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=1)
