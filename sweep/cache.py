@@ -92,13 +92,12 @@ log = logging.getLogger("sweep.cache")
 VALUE_PACKAGES = ("mlip-sweep", "numpy", "scipy", "ase", "python-ace", "matscipy", "numba",
                   "pyamg", "quippy-ase", "scikit-learn")
 
-#: The project's files whose bytes determine the values of a stage (globs relative to the
-#: repository): the kernels with their potential tables, and the engine modules that turn a
-#: spec into task arguments. Reports, the CLI and the store's layout are left out: editing them
-#: changes no intermediate.
-SOURCE_FILES = ("kernels/**/*", "sweep/tasks.py", "sweep/seeds.py", "sweep/spec.py",
-                "sweep/experiment.py", "sweep/graph.py", "sweep/cache.py",
-                "sweep/experiments/*.py")
+#: The project's files whose bytes determine the value of a stage from its arguments (globs
+#: relative to the repository): the kernels with their potential tables, and the modules that
+#: hold the task functions. What turns a spec into arguments (spec defaults, seeds) needs no
+#: entry here, since the arguments themselves are part of the key; the engine, reports and the
+#: CLI are left out, so editing them keeps the cache.
+SOURCE_FILES = ("kernels/**/*", "sweep/tasks.py", "sweep/experiments/*.py")
 
 #: Default cap on the total size of the entries (bytes): 20 GB.
 MAX_BYTES = 20 * 10**9
@@ -297,8 +296,8 @@ def compute_and_store(path: str, key: str, settings: tuple, fn, *args):
     try:
         store_entry(Path(path), key, value, max_entry_bytes)
         evict(Path(root), max_bytes)
-    except OSError as e:
-        log.warning("sweep.cache: could not write %s: %s", path, e)
+    except Exception as e:  # noqa: BLE001 -- a full disk or an unpicklable value: just uncached
+        log.warning("sweep.cache: could not write %s: %s: %s", path, type(e).__name__, e)
     return value
 
 
