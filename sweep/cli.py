@@ -58,12 +58,15 @@ def _cmd_run(args) -> int:
         print(f"dashboard: {client.dashboard_link}")
         try:
             summary = run_sweep(spec, store, client, retry_failed=args.retry_failed,
-                                max_points=args.max_points, progress=not args.no_progress)
+                                max_points=args.max_points, progress=not args.no_progress,
+                                cache=False if args.no_cache else None)
         except (StoreMismatch, StoreLockError, PointTooLong) as e:
             print(f"sweep: {e}", file=sys.stderr)
             return 2
     print(f"done {summary.done}, failed {summary.failed}, already done {summary.skipped}, "
           f"not yet run {summary.remaining}; tasks {summary.stages}")
+    if summary.cache_dir is not None:
+        print(f"loaded from the cache {summary.cached} ({summary.cache_dir})")
     for labels, msg in summary.failures:
         print(f"  failed {labels}: {msg}")
     return 1 if summary.failed else 0
@@ -97,6 +100,7 @@ def _cmd_status(args) -> int:
     for idx in np.argwhere(status == "failed"):
         labels = {d: ds[d].values[i].item() for d, i in zip(ds["status"].dims, idx)}
         print(f"  failed {labels}: {errors[tuple(idx)].splitlines()[0]}")
+    _print_cache(args.store, ds.attrs.get("spec_fingerprint"))
     lost = missing_chunks(args.store, ds)
     if lost:
         dims = ds["status"].dims
@@ -108,6 +112,25 @@ def _cmd_status(args) -> int:
               f"({', '.join(lost)}); move it aside or restore it from a backup", file=sys.stderr)
         return 2
     return 0
+
+
+def _print_cache(store, fingerprint) -> None:
+    from . import cache as ic  # noqa: PLC0415
+
+    root = ic.cache_root(store)
+    if not root.is_dir():
+        print(f"  cache: none at {root}")
+        return
+    u = ic.usage(root, fingerprint=fingerprint)
+    settings = ic.from_config(store, enabled=True)
+    enabled = "" if ic.from_config(store) is not None else " (disabled by sweep.cache.enabled)"
+    print(f"  cache: {root}{enabled}: {u['entries']} entries, {u['bytes'] / 1e6:.1f} MB "
+          f"(cap sweep.cache.max_bytes = {settings.max_bytes / 1e6:.0f} MB)")
+    by = ", ".join(f"{k} {v}" for k, v in sorted(u["current_by_stage"].items())) or "none"
+    print(f"    usable by this store (its spec, this code and these packages): "
+          f"{u['current_entries']} entries, {u['current_bytes'] / 1e6:.1f} MB ({by})")
+    if u["tmp_files"]:
+        print(f"    {u['tmp_files']} temporary file(s) of writers that are running or crashed")
 
 
 def _cmd_bench(args) -> int:
@@ -140,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-failed", action="store_true", help="recompute failed points too")
     r.add_argument("--max-points", type=int, help="stop after this many points (resume later)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--no-cache", action="store_true",
+                   help="neither load nor persist shared stages in the intermediate cache "
+                        "<store>.cache (see docs/cache.md)")
     r.set_defaults(func=_cmd_run)
-    s = sub.add_parser("status", help="counts by status and the failures of a store")
+    s = sub.add_parser("status", help="counts by status and the failures of a store, and its "
+                       "intermediate cache")
     s.add_argument("store")
     s.set_defaults(func=_cmd_status)
     sp = sub.add_parser("specs", help="list the built-in specs")

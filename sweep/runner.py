@@ -3,7 +3,9 @@
 The client is the store's only writer. Finished points are written by region as soon as they
 complete (values, then status); a failing point is recorded as ``failed`` with its message and
 the sweep goes on; a re-run computes only points whose status is not ``done`` (and, with
-``retry_failed``, re-runs failed ones), giving identical values for identical inputs.
+``retry_failed``, re-runs failed ones), giving identical values for identical inputs. The shared
+stages those points need are loaded from the intermediate cache beside the store when an earlier
+run computed them (:mod:`sweep.cache`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache as ic
 from . import store as st
 from .cluster import check_point_duration, cluster_provenance
 from .graph import build_graph
@@ -26,7 +29,9 @@ __all__ = ["RunSummary", "run_sweep", "pending_points"]
 
 @dataclass
 class RunSummary:
-    """What a run did: points written done/failed, points skipped as already done, task counts."""
+    """What a run did: points written done/failed, points skipped as already done, the tasks
+    that computed (``stages``) and the stages loaded from the intermediate cache (``cached``),
+    per stage, and the cache directory (None: no cache)."""
 
     done: int = 0
     failed: int = 0
@@ -34,6 +39,8 @@ class RunSummary:
     remaining: int = 0
     stages: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
+    cached: dict = field(default_factory=dict)
+    cache_dir: Path | None = None
 
 
 def pending_points(ds, retry_failed: bool = False) -> list[st.PointIndex]:
@@ -54,7 +61,8 @@ def _failure_message(fut) -> str:
 
 
 def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = False,
-              max_points: int | None = None, progress: bool = True) -> RunSummary:
+              max_points: int | None = None, progress: bool = True,
+              cache: bool | None = None) -> RunSummary:
     """Compute every missing point of ``spec`` into the store at ``path``.
 
     Parameters
@@ -71,10 +79,14 @@ def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = Fals
         Stop (cancelling the rest) after writing this many points; a later run resumes.
     progress : bool
         Show a progress bar.
+    cache : bool, optional
+        Load and persist the shared stages in the intermediate cache (:mod:`sweep.cache`);
+        None: as the Dask config key ``sweep.cache.enabled`` says (default on).
     """
     path = Path(path)
+    icache = ic.from_config(path, cache)
     with store_lock(path):
-        return _run_locked(spec, path, client, retry_failed, max_points, progress)
+        return _run_locked(spec, path, client, retry_failed, max_points, progress, icache)
 
 
 #: Rounds of resubmission for points whose tasks were lost with their worker (cancelled, no
@@ -82,7 +94,16 @@ def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = Fals
 LOST_POINT_ROUNDS = 3
 
 
-def _run_locked(spec, path, client, retry_failed, max_points, progress,
+def _lost_cache_entry(fut) -> bool:
+    """Whether a point failed only because a cache entry vanished before its load (the
+    resubmitted point computes the stage instead)."""
+    try:
+        return isinstance(fut.exception(), ic.CacheEntryGone)
+    except Exception:  # noqa: BLE001 -- a cancelled future has no exception to inspect
+        return False
+
+
+def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=None,
                 rounds_left: int = LOST_POINT_ROUNDS) -> RunSummary:
     from distributed import as_completed  # noqa: PLC0415
 
@@ -96,15 +117,17 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress,
     else:
         ds = st.create_store(path, spec)
     todo = pending_points(ds, retry_failed)
-    summary = RunSummary(skipped=spec.n_points - len(todo))
+    summary = RunSummary(skipped=spec.n_points - len(todo),
+                         cache_dir=None if icache is None else icache.root)
     st.update_attrs(path, run_started_at=st._now(), run_finished_at="")
     if not todo:
         st.update_attrs(path, run_finished_at=st._now())
         return summary
     check_point_duration(spec, client)  # refuse points that would outlive their workers
     st.update_attrs(path, **cluster_provenance(client))
-    graph = build_graph(client, spec, todo)
+    graph = build_graph(client, spec, todo, icache)
     summary.stages = dict(graph.stages)
+    summary.cached = dict(graph.cached)
     by_key = {fut.key: pt for pt, fut in graph.points.items()}
     bar = None
     if progress:
@@ -120,7 +143,7 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress,
                 values = fut.result()
                 st.write_point(path, spec, pt, values)
                 summary.done += 1
-            elif fut.status != "error" and rounds_left > 0:
+            elif (fut.status != "error" or _lost_cache_entry(fut)) and rounds_left > 0:
                 lost += 1  # not the point's failure: it stays pending and is resubmitted below
             else:
                 msg = _failure_message(fut)
@@ -151,13 +174,16 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress,
         st.update_attrs(path, **attrs)
     stopped_early = max_points is not None and summary.done + summary.failed >= max_points
     if lost and not stopped_early:
-        print(f"sweep: {lost} point(s) lost with their worker, resubmitting", flush=True)
+        print(f"sweep: {lost} point(s) lost with their worker or a vanished cache entry, "
+              "resubmitting", flush=True)
         more = None if max_points is None else max_points - summary.done - summary.failed
-        sub = _run_locked(spec, path, client, False, more, progress, rounds_left - 1)
+        sub = _run_locked(spec, path, client, False, more, progress, icache, rounds_left - 1)
         summary.done += sub.done
         summary.failed += sub.failed
         summary.failures += sub.failures
         summary.remaining = sub.remaining
         for stage, n in sub.stages.items():
             summary.stages[stage] = summary.stages.get(stage, 0) + n
+        for stage, n in sub.cached.items():
+            summary.cached[stage] = summary.cached.get(stage, 0) + n
     return summary

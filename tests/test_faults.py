@@ -2,10 +2,11 @@
 
 1. a worker process SIGKILLed mid-sweep: the sweep completes, values equal a clean run;
 3. the client (a ``sweep run`` process) SIGKILLed mid-sweep: the same command resumes, finished
-   points are not recomputed (task counts), the final store equals a clean run's;
+   points are not recomputed (task counts), nor is any shared stage the killed run persisted in
+   the intermediate cache (its entry files are untouched), the final store equals a clean run's;
 4. a point whose kernel raises (a reference relaxation given too few steps): recorded ``failed``
    with the message and a traceback summary, the other points finish, ``--retry-failed``
-   recomputes only the failed ones;
+   recomputes only the failed ones, and of their stages only the one that failed;
 6. two ``sweep run`` processes on one store: the second refuses (exit status 2, message).
 
 (2, a SLURM job cancelled mid-sweep, is in test_slurm.py; 5, damaged/foreign stores, in
@@ -126,6 +127,12 @@ def test_client_sigkilled_mid_sweep_resumes_without_recomputing(clean_store, tin
 
     lock = path.with_name(path.name + ".lock")
     assert json.loads(lock.read_text())["pid"] == proc.pid  # SIGKILL left its lock file behind
+    # the finished point's shared stages were persisted before it ran; a recomputed stage would
+    # replace its entry file (a new inode), a loaded one only refreshes its modification time
+    cache = path.with_name(path.name + ".cache")
+    persisted = {p: p.stat().st_ino for p in cache.rglob("*.pkl")}
+    assert {p.name.split("-")[0] for p in persisted} >= {"lattice", "simulation", "training",
+                                                         "design", "fit"}, persisted
 
     r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -136,6 +143,9 @@ def test_client_sigkilled_mid_sweep_resumes_without_recomputing(clean_store, tin
     assert summary == {"done": n - done_before, "failed": 0, "skipped": done_before,
                        "remaining": 0}, r.stdout
     assert tasks["point"] == n - done_before, tasks  # finished points were not recomputed
+    assert all(p.stat().st_ino == ino for p, ino in persisted.items()), "a persisted stage was " \
+        "computed again"
+    assert "loaded from the cache" in r.stdout, r.stdout
     assert_same_values(path, clean_store)
 
 
@@ -183,7 +193,9 @@ def test_raising_kernel_is_recorded_and_retry_failed_recomputes_only_failed(
     out = capsys.readouterr().out
     assert parse_summary(out) == {"done": 0, "failed": 2, "skipped": 2, "remaining": 0}, out
     tasks = parse_tasks(out)
-    assert tasks["point"] == 2 and tasks["simulation"] == 1, tasks
+    # the failed relaxation again; the lattice, training set, design pass and fits the failed
+    # points share with the finished ones come from the intermediate cache
+    assert tasks == {"point": 2, "simulation": 1}, tasks
     after = st.open_store(path).load()
     assert after.isel(n_defects=[i1]).equals(before.isel(n_defects=[i1]))
     assert (st.point_status(after)[:, i4] == "failed").all()
