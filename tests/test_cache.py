@@ -16,24 +16,22 @@ import dask.config
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import get_task_stream
 
 from sweep import cache as ic
 from sweep.cli import main as sweep_main
 from sweep.graph import CACHED_PREFIX
 from sweep.runner import run_sweep
 from sweep.spec import parse_spec
-from tests.tiny import tiny_spec, tiny_spec_text
+from tests.tiny import TIMINGS, tiny_spec, tiny_spec_text
 
-TIMINGS = ("fit_time", "design_time", "predict_time", "worker_host", "slurm_job_id")
 SHARED = ("lattice", "simulation", "training", "design", "fit")
 
 
 @pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
+def client(local_client):
+    """The session's LocalCluster client (2 single-threaded worker processes)."""
+    return local_client
 
 
 @pytest.fixture(scope="module")

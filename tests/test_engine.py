@@ -16,16 +16,14 @@ from sweep import tasks
 from sweep.runner import run_sweep
 from sweep.spec import DIMENSIONS, parse_spec
 from sweep.store import StoreMismatch, VARIABLES
-from tests.tiny import tiny_spec, tiny_spec_text
+from tests.tiny import TIMINGS, tiny_spec, tiny_spec_text
 
-TIMINGS = ("fit_time", "design_time", "predict_time", "worker_host", "slurm_job_id")
 
 
 @pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
+def client(local_client):
+    """The session's LocalCluster client (2 single-threaded worker processes)."""
+    return local_client
 
 
 @pytest.fixture(scope="module")

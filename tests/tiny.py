@@ -27,3 +27,8 @@ def tiny_spec_text(name: str = "tiny", L=(4, 5), basis_sizes=(20, 30), size: int
 def tiny_spec(**kw):
     """The parsed tiny spec."""
     return parse_spec(tiny_spec_text(**kw))
+
+
+#: Stored variables that differ between two runs of the same point (timings, where it ran):
+#: left out when two stores are compared value for value.
+TIMINGS = ("fit_time", "design_time", "predict_time", "worker_host", "slurm_job_id")
