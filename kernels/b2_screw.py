@@ -51,7 +51,7 @@ from .dislocations import ELASTIC_CELL, DislocationSystem, nearest_neighbour_cut
 from .screw_quadrupole import ScrewCell, screw_quadrupole_cell
 
 __all__ = ["ELEMENTS", "B2Screw100Dislocation", "b2_cubic_cell", "b2_unit_cell",
-           "b2_screw_unit_cell", "b2_cell_repeats", "b2_screw_quadrupole_cell", "NIAL_SCREW"]
+           "b2_screw_unit_cell", "b2_cell_repeats", "b2_screw_quadrupole_cell", "b2_screw_dipole_cell", "NIAL_SCREW"]
 
 #: Species of the B2 crystal: Ni on the cube corners, Al at the body centre.
 ELEMENTS = ("Ni", "Al")
@@ -119,8 +119,19 @@ def b2_screw_quadrupole_cell(a0_A: float, size_a: float, lattice=None) -> ScrewC
                                  unit_cell=b2_screw_unit_cell(a0_A))
 
 
+def b2_screw_dipole_cell(a0_A: float, L: float, lattice=None) -> ScrewCell:
+    """P2's training domain for the NiAl screw: one a[001] dipole (cores ≈ L a0 apart) in a
+    square cell of side ≈ 2L a0 tilted by −b/2 along the line
+    (:func:`kernels.dipole_cells.screw_dipole_cell`)."""
+    from .dipole_cells import screw_dipole_cell, training_side_a  # noqa: PLC0415
+
+    return screw_dipole_cell(a0_A, b2_cell_repeats(training_side_a(L)),
+                             unit_cell=b2_screw_unit_cell(a0_A))
+
+
 #: The a[001] screw in B2 NiAl (P2 §4.2.3) for the stages of :mod:`kernels.dislocations`.
 NIAL_SCREW = DislocationSystem(name="nial-screw", symbol="NiAl", perfect_cell=b2_cubic_cell,
                                cell=b2_screw_quadrupole_cell,
                                neighbour_cutoff=nearest_neighbour_cutoff,
-                               a0_bracket_A=(2.5, 3.6), elements=ELEMENTS)
+                               a0_bracket_A=(2.5, 3.6), elements=ELEMENTS,
+                               dipole_cell=b2_screw_dipole_cell)

@@ -6,9 +6,12 @@ Same pattern as :mod:`kernels.point_defects`; the sweep layer maps each stage on
    (elastic constants) and ∂³W_cb of the reference (eV/Å³), on a 3×3×3 cubic cell.
 2. :func:`simulation_reference` — the quadrupole cell of size N (four screws, separation
    L_D = N/2) from the periodic CLE predictor, relaxed with the reference (ȳ).
-3. :func:`training_data` — the training cell of size L (same periodic dipole array, core
-   separation L/2) relaxed to ȳ_L and rattled into training/test sets with reference energies,
-   forces and virials, plus the perfect crystal's energy.
+3. :func:`training_data` — the training cell of size L relaxed to ȳ_L and rattled into
+   training/test sets with reference energies, forces and virials, plus the perfect crystal's
+   energy. The cell is the ``domain``: ``"dipole"`` (default, P2 §3.1) is Ω_L = P(−L, L]², side
+   2L, one dipole with its cores L apart, tilted by its plastic strain
+   (:mod:`kernels.dipole_cells`); ``"checkerboard"`` the quadrupole of side L with four cores
+   L/2 apart (the simulation cell's arrangement at size L).
 4. :func:`design_rows` — ACE rows of the sets and the elastic rows (ε_V1: ∂², ε_V2: ∂³ of the
    perfect crystal's energy-density row; :mod:`kernels.elasticity`; multilattices also the
    internal-strain rows, :mod:`kernels.relaxed_elasticity`).
@@ -69,13 +72,16 @@ from .point_defects import (Observations, Prediction, RelaxOptions, reference_op
 from .relax import relax
 from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
 
-__all__ = ["OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference",
+__all__ = ["TRAINING_DOMAINS", "OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference",
            "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
            "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
            "RelaxOptions", "DislocationSystem", "W_SCREW"]
 
 SYMBOL = "W"
+#: Training domains: P2's dipole cell Ω_L = P(−L, L]² (default), the checkerboard quadrupole of
+#: side L.
+TRAINING_DOMAINS = ("dipole", "checkerboard")
 OBSERVATION_SETS = ("E+F", "E+F+CLE", "E+F+CLE+NL")
 SOLVERS = ("rrqr", "ard")
 #: Cubic cells per edge of the perfect crystal used for W_cb and the bulk energy.
@@ -105,6 +111,13 @@ def _w_screw_cell(a0_A: float, size: int, lattice=None) -> ScrewCell:
     return screw_quadrupole_cell(a0_A, cell_repeats(size), SYMBOL)
 
 
+def _w_screw_dipole_cell(a0_A: float, L: int, lattice=None) -> ScrewCell:
+    """P2's training domain for the W screw: one dipole in a cell of side ≈ 2L a0."""
+    from .dipole_cells import screw_dipole_cell, training_side_a  # noqa: PLC0415
+
+    return screw_dipole_cell(a0_A, cell_repeats(training_side_a(L)), SYMBOL)
+
+
 @dataclass(frozen=True)
 class DislocationSystem:
     """What differs between dislocation experiments (all fields module-level, so picklable).
@@ -132,6 +145,10 @@ class DislocationSystem:
         Search interval (Å) of the lattice constant.
     relaxed_elastic : bool
         Also compute the internally relaxed elastic constants (multilattices).
+    dipole_cell : callable or None
+        (a0 (Å), L (a0), lattice) → P2's training domain Ω_L: one dipole in a cell of side
+        ≈ 2L tilted by its plastic strain (:mod:`kernels.dipole_cells`), same attributes as
+        ``cell``'s; None: the system has only the checkerboard (:meth:`training_cell`).
     elements : tuple of str
         Chemical symbols of the ACE basis; empty (the default) means ``(symbol,)``. See
         :attr:`species`.
@@ -145,6 +162,20 @@ class DislocationSystem:
     a0_bracket_A: tuple
     relaxed_elastic: bool = False
     elements: tuple = ()
+    dipole_cell: Callable | None = None
+
+    def training_cell(self, a0_A: float, L: int, lattice=None, domain: str = "dipole"):
+        """The training cell of size L (a0) in ``domain`` (:data:`TRAINING_DOMAINS`):
+        ``"dipole"`` → :attr:`dipole_cell`, side ≈ 2L, cores ≈ L apart; ``"checkerboard"`` →
+        :attr:`cell` at size L, four cores ≈ L/2 apart."""
+        if domain not in TRAINING_DOMAINS:
+            raise ValueError(f"unknown training domain {domain!r}; allowed: "
+                             f"{', '.join(TRAINING_DOMAINS)}")
+        if domain == "checkerboard":
+            return self.cell(a0_A, L, lattice)
+        if self.dipole_cell is None:
+            raise ValueError(f"system {self.name!r} has no dipole training domain")
+        return self.dipole_cell(a0_A, L, lattice)
 
     def stencil(self, reading: str, a0_A: float) -> Stencil:
         """The geometry error's stencil N(ℓ) in ``reading`` (:data:`kernels.errors.STENCILS`):
@@ -348,11 +379,15 @@ def _rattled(model, relaxed_A, cell_A, n_configs, amplitude_A, seed, symbols=Non
 def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, amplitude_A: float,
                   seed_train: int, seed_test: int, options: RelaxOptions,
                   system: DislocationSystem | None = None,
-                  lattice: LatticeReference | None = None) -> TrainingData:
-    """Relax the training cell (four dislocations, side ≈ ``size`` a0) and rattle it
-    (|u| ≤ α, Å)."""
+                  lattice: LatticeReference | None = None,
+                  domain: str = TRAINING_DOMAINS[0]) -> TrainingData:
+    """Relax the training cell of size L = ``size`` a0 and rattle it (|u| ≤ α, Å).
+
+    ``domain`` (:data:`TRAINING_DOMAINS`): ``"dipole"`` (P2 §3.1) one dipole in a tilted cell of
+    side ≈ 2L, cores ≈ L apart; ``"checkerboard"`` four cores in a cell of side ≈ L
+    (:meth:`DislocationSystem.training_cell`)."""
     system = system or W_SCREW
-    c = system.cell(a0_A, size, lattice)
+    c = system.training_cell(a0_A, size, lattice, domain)
     sym = _symbols(c, len(c.positions_A), system)
     r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
               reference_optimizer(options))
@@ -544,4 +579,4 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
 #: The ½⟨111⟩ screw quadrupole in bcc W (P2 §4.2.1): the default system of every stage.
 W_SCREW = DislocationSystem(name="w-screw", symbol=SYMBOL, perfect_cell=bcc_cubic_cell,
                             cell=_w_screw_cell, neighbour_cutoff=nearest_neighbour_cutoff,
-                            a0_bracket_A=(2.5, 3.6))
+                            a0_bracket_A=(2.5, 3.6), dipole_cell=_w_screw_dipole_cell)

@@ -9,8 +9,10 @@ the centre of a triangle of ⟨111⟩ atom columns (matscipy's core position). T
 makes is the array of dislocation dipoles of the papers; because its net dipole moment vanishes
 (Σ s_k x_k = 0) the cell needs no tilt: the plastic strains of the two dipoles cancel. (The minimal
 periodic dipole cell is half of this one with tilted vectors; matscipy's own quadrupole, left
-untilted, relaxes to perfect bulk — see data/README.md.) Training cells (size L) and simulation
-cells (size N, core separation L_D = N/2) are both built by :func:`screw_quadrupole_cell`.
+untilted, relaxes to perfect bulk — see data/README.md; P2's training domain, one dipole in a
+tilted cell of side 2L, is :mod:`kernels.dipole_cells`.) Simulation cells (size N, core
+separation L_D = N/2) and the ``"checkerboard"`` training cells (size L) are built by
+:func:`screw_quadrupole_cell`.
 
 Predictor. The antiplane component of the continuum-linear-elasticity (CLE) field of a screw
 along [111] of a cubic crystal is u_z = (b/2π) θ, independent of the elastic constants (tested

@@ -7,8 +7,10 @@ The stages of :mod:`kernels.dislocations` run unchanged with ``system=SI_EDGE``:
   and internal-strain rows and the force constants;
 - cells: four ½[1-10](111) shuffle-set edges with the periodic anisotropic CLE predictor
   (:mod:`kernels.edge_quadrupole`), whose elastic constants are the reference's internally
-  relaxed ones (``LatticeReference.relaxed_elastic_eV_per_A3``); training cells of size L and
-  the simulation cell of size N are the same arrangement (core separation L/2, N/2);
+  relaxed ones (``LatticeReference.relaxed_elastic_eV_per_A3``); the simulation cell of size N
+  has four edges N/2 apart; the training cell of size L is P2's dipole domain (one edge dipole,
+  cores L apart, side 2L, tilted by b/2: :func:`si_edge_dipole_cell`) or, with the
+  ``"checkerboard"`` domain, the simulation cell's arrangement at size L (core separation L/2);
 - geometry-error stencil: the spec's reading (:mod:`kernels.errors`; ``"cutoff"``: the 4 nearest
   neighbours of diamond, radius 0.57 a0).
 
@@ -33,6 +35,7 @@ from .dislocations import DislocationSystem
 from .edge_quadrupole import edge_cell_repeats, edge_quadrupole_cell
 
 __all__ = ["SI_EDGE", "SYMBOL", "PERFECT_CELLS", "diamond_perfect_cell", "si_edge_cell",
+           "si_edge_dipole_cell",
            "diamond_neighbour_cutoff"]
 
 SYMBOL = "Si"
@@ -57,6 +60,19 @@ def si_edge_cell(a0_A: float, size: int, lattice=None):
                                 np.asarray(lattice.relaxed_elastic_eV_per_A3))
 
 
+def si_edge_dipole_cell(a0_A: float, L: float, lattice=None):
+    """P2's training domain for the Si edge: one edge dipole (cores ≈ L a0 apart on one glide
+    plane) in a cell of side ≈ 2L a0 tilted by b/2 (:func:`kernels.dipole_cells.edge_dipole_cell`),
+    with the predictor of the lattice's relaxed elastic constants."""
+    from .dipole_cells import edge_dipole_cell, training_side_a  # noqa: PLC0415
+
+    if lattice is None or lattice.relaxed_elastic_eV_per_A3 is None:
+        raise ValueError("the Si edge predictor needs the reference's relaxed elastic constants "
+                         "(LatticeReference from lattice_reference(model, SI_EDGE))")
+    return edge_dipole_cell(a0_A, edge_cell_repeats(training_side_a(L)),
+                            np.asarray(lattice.relaxed_elastic_eV_per_A3))
+
+
 def diamond_neighbour_cutoff(a0_A: float) -> float:
     """Stencil radius (Å) between diamond's first (√3/4 a, 4 sites) and second (a/√2) shells."""
     return 0.57 * a0_A
@@ -65,4 +81,5 @@ def diamond_neighbour_cutoff(a0_A: float) -> float:
 #: The ½[1-10](111) edge in diamond Si (P2 §4.2.2).
 SI_EDGE = DislocationSystem(name="si-edge", symbol=SYMBOL, perfect_cell=diamond_perfect_cell,
                             cell=si_edge_cell, neighbour_cutoff=diamond_neighbour_cutoff,
-                            a0_bracket_A=(5.0, 6.0), relaxed_elastic=True)
+                            a0_bracket_A=(5.0, 6.0), relaxed_elastic=True,
+                            dipole_cell=si_edge_dipole_cell)

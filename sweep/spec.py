@@ -53,7 +53,8 @@ from .experiment import EXPERIMENTS
 __all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "builtin_specs", "DIMENSIONS",
            "EXPERIMENTS", "POS_INT", "NONNEG_INT", "POS_FLOAT", "NONNEG_FLOAT", "STR", "BOOL",
            "INT_LIST",
-           "check_ace_table", "RESOURCE_TABLES", "FIT_OPTIONAL", "FIT_ALLOWED"]
+           "check_ace_table", "RESOURCE_TABLES", "FIT_OPTIONAL", "FIT_ALLOWED",
+           "TRAINING_DOMAINS", "DOMAIN_OPTIONAL", "DOMAIN_ALLOWED"]
 
 #: Dimensions every result Dataset has, in order (an experiment may add more after them).
 DIMENSIONS = ("defect", "n_defects", "L", "basis_size", "weights", "observations")
@@ -103,6 +104,15 @@ FIT_OPTIONAL = {"fit.energy_weighting": DEFAULT_ENERGY_WEIGHTING,
                 "fit.weight_form": DEFAULT_WEIGHT_FORM, "fit.bulk_energy_row": False}
 #: Allowed values of the string conventions above.
 FIT_ALLOWED = {"fit.energy_weighting": ENERGY_WEIGHTINGS, "fit.weight_form": WEIGHT_FORMS}
+
+#: The dislocation experiments' training domain, optional field ``training.domain``:
+#: ``"dipole"`` (default) is P2 §3.1's Ω_L = P(−L, L]², one dipole, cores L apart, in a cell of
+#: side 2L tilted by the dipole's plastic strain; ``"checkerboard"`` the quadrupole of side L
+#: (four cores L/2 apart), the arrangement of the simulation cell. See docs/p2-dislocations.md
+#: "Training domain" and :mod:`kernels.dipole_cells`.
+TRAINING_DOMAINS = ("dipole", "checkerboard")
+DOMAIN_OPTIONAL = {"training.domain": TRAINING_DOMAINS[0]}
+DOMAIN_ALLOWED = {"training.domain": TRAINING_DOMAINS}
 
 #: Tables that bound resources (memory) and change the values only by rounding: validated like
 #: any other, but not part of the fingerprint, so a store can be resumed with other limits.

@@ -140,7 +140,7 @@ def test_union_fit_equals_the_hand_stacked_system(lattice):
     comps = []
     for k, (name, system, L) in enumerate([("screw", dk.W_SCREW, 5), ("edge", dl.W_EDGE, 4)]):
         data = dk.training_data(model, lattice.a0_A, L, 3, 2, 0.1, 10 + k, 20 + k, opts, system,
-                                lattice)
+                                lattice, domain="checkerboard")
         rows = dk.design_rows(basis, data, lattice.a0_A, system)
         comps.append(dl.LoopComponent(name, rows, data, [100.0, 7.0][k], [20.0, 3.0][k]))
     w = dk.Weights(1.0, 1.0, 20.0, 1.0)

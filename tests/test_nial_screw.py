@@ -149,7 +149,10 @@ def test_stages_on_a_small_b2_cell(nial_basis):
     model = mishin2002_nial()
     opts = dk.RelaxOptions(1e-4, 3000, "lbfgs")
     lat = dk.lattice_reference(model, NIAL_SCREW)
-    data = dk.training_data(model, lat.a0_A, 5, 6, 2, 0.1, 1, 2, opts, NIAL_SCREW)
+    # The NiAl presets train on the checkerboard cell: the one-dipole cell of this size does not
+    # relax to a minimum that keeps its cores (docs/p2-dislocations.md, "Training domain").
+    data = dk.training_data(model, lat.a0_A, 5, 6, 2, 0.1, 1, 2, opts, NIAL_SCREW,
+                            domain="checkerboard")
     assert sorted(set(data.symbols)) == ["Al", "Ni"] and len(data.symbols) == 64
     rows = dk.design_rows(nial_basis, data, lat.a0_A, NIAL_SCREW)
     assert rows.elastic.shape == (6, 6, 40)

@@ -60,7 +60,11 @@ def test_fitted_model_relaxes_the_quadrupole_like_lbfgs_in_fewer_evaluations():
     precon = dk.RelaxOptions(1e-6, 5000, "hessian-lbfgs")
     sim = dk.simulation_reference(model, lat.a0_A, 8, precon)
     assert sim.precon is not None
-    data = dk.training_data(model, lat.a0_A, 5, 6, 2, 0.1, 1, 2, plain)
+    # The four-core training cell of side 5 a0. On the model fitted to the one-dipole cell
+    # (geometry error 5.7 Å: its minimum is far from ȳ) the LU path still agrees with ase's
+    # L-BFGS, but the experimental multigrid one does not converge (CG meets an indefinite
+    # operator), so that model is not a test of both.
+    data = dk.training_data(model, lat.a0_A, 5, 6, 2, 0.1, 1, 2, plain, domain="checkerboard")
     basis = ACEBasis(ace_potential_config(["W"], 30, 5.0, [10, 4, 3], [0, 3, 2]))
     rows = dk.design_rows(basis, data, lat.a0_A)
     fitted = dk.fit(basis, rows, data, lat, dk.Weights(50, 10, 10, 1).for_observations("E+F+CLE"))

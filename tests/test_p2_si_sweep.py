@@ -20,7 +20,7 @@ def tiny_si_text():
     for pat, rep in [(r'^name = ".*"$', 'name = "tiny-p2-si"'), (r"^L = \[.*\]$", "L = [4]"),
                      (r"^basis_size = \[.*\]$", "basis_size = [40]"),
                      (r'^observations = \[.*\]$', 'observations = ["E+F", "E+F+CLE"]'),
-                     (r"^size = \d+$", "size = 6"),
+                     (r"^size = \d+$", "size = 8"),
                      (r"^n_train = \d+$", "n_train = 6"), (r"^n_test = \d+$", "n_test = 2"),
                      (r"^nradmax_by_orders = .*$", "nradmax_by_orders = [8, 4, 3]"),
                      (r"^lmax_by_orders = .*$", "lmax_by_orders = [0, 3, 2]")]:

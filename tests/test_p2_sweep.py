@@ -12,10 +12,10 @@ from sweep.spec import builtin_specs, parse_spec
 
 
 def tiny_p2_text(builtin: str = "p2-w-screw-quick", name: str = "tiny-p2"):
-    """A built-in P2 quick spec shrunk to two points (L = 5, 20 functions per element,
+    """A built-in P2 quick spec shrunk to two points (L = 4 ≤ L_D = 4, 20 functions per element,
     E+F and E+F+CLE, an 8 a0 simulation cell, 4 + 2 configurations)."""
     t = builtin_specs()[builtin]
-    for pat, rep in [(r'^name = ".*"$', f'name = "{name}"'), (r"^L = \[.*\]$", "L = [5]"),
+    for pat, rep in [(r'^name = ".*"$', f'name = "{name}"'), (r"^L = \[.*\]$", "L = [4]"),
                      (r"^basis_size = \[.*\]$", "basis_size = [20]"),
                      (r'^observations = \[.*\]$', 'observations = ["E+F", "E+F+CLE"]'),
                      (r"^rattle_A = \[.*\]$", "rattle_A = [0.1]"), (r"^size = \d+$", "size = 8"),

@@ -39,7 +39,8 @@ from kernels.force_constants import force_constant_error, force_constants
 from .. import tasks
 from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
-from ..spec import FIT_ALLOWED, FIT_OPTIONAL, SpecError, check_ace_table
+from ..spec import (DOMAIN_ALLOWED, DOMAIN_OPTIONAL, FIT_ALLOWED, FIT_OPTIONAL, STR, SpecError,
+                    check_ace_table)
 from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL
 
 __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
@@ -48,9 +49,10 @@ __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training"
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
 
-#: P1's tables, except that the rattle amplitude is a grid dimension (``rattle_A``).
-FIXED = {**P1_FIXED, "training": {k: rule for k, rule in P1_FIXED["training"].items()
-                                  if k != "rattle_A"}}
+#: P1's tables, except that the rattle amplitude is a grid dimension (``rattle_A``) and the
+#: training table has the optional ``domain`` (:data:`sweep.spec.TRAINING_DOMAINS`).
+FIXED = {**P1_FIXED, "training": {**{k: rule for k, rule in P1_FIXED["training"].items()
+                                     if k != "rattle_A"}, "domain": STR}}
 
 ALLOWED = {
     "defect": ("screw",),
@@ -62,9 +64,11 @@ ALLOWED = {
     "ace.radial_basis": P1_ALLOWED["ace.radial_basis"],
     **FIT_ALLOWED,
     "geometry.stencil": P1_ALLOWED["geometry.stencil"],
+    **DOMAIN_ALLOWED,
 }
-#: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`.
-OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL}
+#: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`, the stencil and
+#: the training domain (``"dipole"``, P2 §3.1).
+OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **DOMAIN_OPTIONAL}
 
 VARIABLES = {
     "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
@@ -120,7 +124,8 @@ def training(reference: str, lat: dk.LatticeReference, size: int, rattle_A: floa
     """Training and test sets of one training cell and rattle amplitude (Å)."""
     return dk.training_data(system.models[reference](), lat.a0_A, size, params["n_train"],
                             params["n_test"], rattle_A, seed_train, seed_test,
-                            tasks.relax_options(relax), system.kernel, lat)
+                            tasks.relax_options(relax), system.kernel, lat,
+                            params.get("domain", DOMAIN_OPTIONAL["training.domain"]))
 
 
 def design(ace: dict, basis_size: int, data: dk.TrainingData, lat: dk.LatticeReference,
@@ -166,12 +171,28 @@ def training_seeds(spec, L: int, rattle_A: float, defect: str = "screw") -> tupl
     return derive_seed(*base, "train"), derive_seed(*base, "test")
 
 
+def separation_a(size: float) -> float:
+    """L_D (a0), the minimum core separation of the simulation cell of side ≈ ``size`` a0: its
+    quadrupole's cores are size/2 apart (nominal, as the cell sizes are)."""
+    return 0.5 * float(size)
+
+
 def check(spec) -> None:
-    """Training cells no larger than the quadrupole; rattle amplitudes positive; ACE table."""
+    """L ≤ L_D (P2 Theorem 3.1); rattle amplitudes positive; ACE table.
+
+    The training cores' separation is L in the ``"dipole"`` domain (P2's) and L/2 in the
+    ``"checkerboard"`` one; that separation must not exceed L_D."""
     size = spec.params["simulation"]["size"]
+    L_D = separation_a(size)
+    checkerboard = spec.params["training"].get("domain") == "checkerboard"
     for k, L in enumerate(spec.grid["L"]):
-        if L > size:
-            raise SpecError(f"grid.L[{k}]", f"L = {L} a0 exceeds simulation.size = {size} a0")
+        if checkerboard and L / 2 > L_D:
+            raise SpecError(f"grid.L[{k}]", f"L = {L} a0 (checkerboard, cores L/2 apart) "
+                            f"exceeds 2 L_D = {size} a0 = simulation.size")
+        if not checkerboard and L > L_D:
+            raise SpecError(f"grid.L[{k}]", f"L = {L} a0 exceeds L_D = {L_D:g} a0, the core "
+                            f"separation of the simulation cell (simulation.size / 2 = "
+                            f"{size} / 2): P2 Theorem 3.1 needs L <= L_D")
     for k, a in enumerate(spec.grid["rattle_A"]):
         if not a > 0:
             raise SpecError(f"grid.rattle_A[{k}]", f"must be a positive number (Å), got {a}")

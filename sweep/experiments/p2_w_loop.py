@@ -58,6 +58,10 @@ __all__ = ["EXPERIMENT", "COMPONENTS", "SYSTEMS", "component_weights", "componen
            "simulation", "fit_union", "point", "build"]
 
 #: The components of the union training set, in the order of the fit's rows.
+#: Training domain of both loop components (:data:`kernels.dislocations.TRAINING_DOMAINS`):
+#: cells of side L; P2 §3.1's one-dipole domain of side 2L is not built for the W edge.
+LOOP_TRAINING_DOMAIN = "checkerboard"
+
 COMPONENTS = ("screw", "edge")
 #: Each component's P2 system (cell builder, reference models, seed label).
 SYSTEMS = {"screw": p2.W_SCREW,
@@ -186,7 +190,9 @@ def build(submit, spec, todo):
         comps, deps = [], []
         for kind in COMPONENTS:
             system = SYSTEMS[kind]
-            sizes = component_sizes(p["training"], kind)
+            # the loop's training cells have side L (the screw's four-core cell, the edge's strip
+            # dipole), not P2 §3.1's one-dipole cell of side 2L used by the straight dislocations
+            sizes = {**component_sizes(p["training"], kind), "domain": LOOP_TRAINING_DOMAIN}
             data = submit("training", (kind, L, a, sizes["n_train"], sizes["n_test"]),
                           p2.training, ref, lat, L, a, sizes,
                           *p2.training_seeds(spec, L, a, kind), p["relax"], system)
