@@ -104,6 +104,11 @@ class NRLTightBinding:
     def _potential(self, mesh: tuple[int, int, int]):
         """The QUIP potential for one k-point mesh (built once per mesh and instance)."""
         if mesh not in self._cache:
+            # libgfortran buffers its standard output when it is a regular file (a log, a SLURM
+            # job's output), so lines written inside _quiet_fortran_stdout would be flushed
+            # after it restores the descriptor; unbuffered, they land in /dev/null. Read by
+            # libgfortran when QUIP's library loads, hence before the first import.
+            os.environ.setdefault("GFORTRAN_UNBUFFERED_PRECONNECTED", "y")
             from quippy.potential import Potential  # noqa: PLC0415
 
             if mesh == (1, 1, 1):
