@@ -56,6 +56,21 @@ def _quiet_fortran_stdout():
         os.close(devnull)
 
 
+#: How to get QUIP when it is missing: the optional extra that installs it.
+QUIP_EXTRA = "pip install 'mlip-sweep[tb]'"
+
+
+def quip_potential_class():
+    """``quippy.potential.Potential``, or ImportError naming the optional extra that installs
+    QUIP (``quippy-ase``, GPL v2; needed only for the NRL tight-binding reference)."""
+    try:
+        from quippy.potential import Potential  # noqa: PLC0415
+    except ImportError as err:
+        raise ImportError(f"the NRL tight-binding reference needs QUIP (quippy-ase, GPL v2), "
+                          f"which is an optional extra: {QUIP_EXTRA}") from err
+    return Potential
+
+
 def monkhorst_pack_mesh(cell_A: np.ndarray, kpoint_length_A: float) -> tuple[int, int, int]:
     """Mesh sizes n_i = max(1, ceil(kpoint_length_A / |a_i|)) of a cell (rows, Å)."""
     lengths = np.linalg.norm(np.asarray(cell_A, float), axis=1)
@@ -109,7 +124,7 @@ class NRLTightBinding:
             # after it restores the descriptor; unbuffered, they land in /dev/null. Read by
             # libgfortran when QUIP's library loads, hence before the first import.
             os.environ.setdefault("GFORTRAN_UNBUFFERED_PRECONNECTED", "y")
-            from quippy.potential import Potential  # noqa: PLC0415
+            Potential = quip_potential_class()
 
             if mesh == (1, 1, 1):
                 text = self.params_xml

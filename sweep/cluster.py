@@ -434,6 +434,21 @@ def check_basis_sizes(spec) -> int | None:
     return n
 
 
+def check_reference(spec) -> None:
+    """Refuse a reference model whose optional extra is not installed (QUIP for NRL-TB), with
+    :class:`sweep.spec.SpecError` on ``reference.model`` naming the extra."""
+    from .spec import SpecError  # noqa: PLC0415
+    from .tasks import check_reference_available  # noqa: PLC0415
+
+    reference = spec.params.get("reference")
+    if reference is None:
+        return
+    try:
+        check_reference_available(reference)
+    except ImportError as err:
+        raise SpecError("reference.model", str(err)) from None
+
+
 def preflight(spec, memory_limit_bytes: float | None = None,
               max_task_seconds: float | None = None) -> dict:
     """Refuse, before any store exists, a spec whose largest task cannot fit one worker.
@@ -446,6 +461,7 @@ def preflight(spec, memory_limit_bytes: float | None = None,
     and what to change.
     """
     check_basis_sizes(spec)
+    check_reference(spec)
     mem = estimate_task_bytes(spec)
     sec = estimate_task_seconds(spec)
     limit_b = float(memory_limit_bytes or _cfg("sweep.preflight.memory-bytes", 0)

@@ -119,6 +119,24 @@ def test_basis_size_beyond_the_superset_refused(workdir, capsys):
     assert sorted(p.name for p in workdir.iterdir()) == ["big-basis.toml"]
 
 
+def test_reference_model_without_its_optional_extra_refused(workdir, capsys, monkeypatch):
+    """QUIP (the NRL tight-binding reference) is an optional extra: where it is not importable,
+    a P1-Si spec is refused before any store, naming the field and the extra to install."""
+    import sys
+
+    from kernels.nrl_tb import quip_potential_class
+
+    # None in sys.modules is how Python itself marks a module as not importable.
+    for name in [m for m in sys.modules if m == "quippy" or m.startswith("quippy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "quippy", None)
+    with pytest.raises(ImportError, match=re.escape("mlip-sweep[tb]")):
+        quip_potential_class()
+    _refused(capsys, ["run", "p1-si-vacancies-quick", "--no-progress"],
+             ["'reference.model'", "mlip-sweep[tb]", "quippy-ase"])
+    assert not (workdir / "runs").exists()
+
+
 def test_every_built_in_spec_realises_its_basis_sizes():
     from sweep.cluster import check_basis_sizes
     from sweep.spec import builtin_specs, load_spec
