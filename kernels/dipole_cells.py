@@ -48,7 +48,7 @@ from .screw_quadrupole import ScrewCell, _im_log_theta1, bcc_screw_unit_cell
 
 __all__ = ["DIPOLE_SIGNS", "screw_dipole_displacement", "screw_dipole_cell",
            "edge_dipole_displacement", "edge_dipole_cell", "mean_elastic_distortion",
-           "training_side_a", "locate_cores"]
+           "training_side_a", "locate_cores", "enclosed_burgers"]
 
 #: Signs of the two cores of the dipole: +b at c₀, −b at c₀ + (Lx/2, 0).
 DIPOLE_SIGNS = np.array([1.0, -1.0])
@@ -235,3 +235,58 @@ def locate_cores(positions0_A: np.ndarray, positions_A: np.ndarray, burgers_A: n
     sign = -np.rint(circ / bn)  # the reduced differences sum to minus the enclosed b
     hit = sign != 0
     return cols[tri[hit]].mean(axis=1), sign[hit]
+
+
+def enclosed_burgers(positions0_A: np.ndarray, positions_A: np.ndarray, cell_A: np.ndarray,
+                     centre_A: np.ndarray, burgers_A: np.ndarray, radius_A: float,
+                     width_A: float | None = None) -> float:
+    """The Burgers vector (in units of ``burgers_A``) enclosed by a ring of atom columns around
+    ``centre_A`` (2,), Å: +1 around a +b core, −1 around a −b core, 0 where there is none.
+
+    The columns whose projected perfect sites lie at distance [``radius_A``, ``radius_A`` +
+    ``width_A``) from the centre (periodic images in the plane included) are taken in order of
+    angle, counter-clockwise seen from +z, and the differences of the displacement along b
+    between consecutive columns, each reduced modulo b, are summed (the sign convention of
+    :func:`locate_cores`). Unlike the smallest circuits of :func:`locate_cores`, whose
+    differences near a spread core come close to ±b/2 (a square column lattice, the B2 [001]
+    screw, has them at b/4 per bond) and round either way, a ring a few columns out has steps
+    far below b/2, so its count is robust: it tells whether a core is still inside the ring
+    after a relaxation, which is what a dipole cell that neither annihilates nor glides away
+    must show.
+
+    ``cell_A`` rows: a₁ = (Lx, 0, 0) and a₂ = (t_x, Ly, t_z) in the plane (the tilted dipole
+    cells), a₃ along the line. An image across a₂ carries the tilt's component along b in its
+    displacement (its perfect site is the untilted a₂ away). ``width_A`` defaults to the
+    in-plane column spacing estimated from the sites (the median nearest-column distance).
+    """
+    b = np.asarray(burgers_A, float)
+    bn = float(np.linalg.norm(b))
+    e = b / bn
+    cell = np.asarray(cell_A, float)
+    x0 = np.asarray(positions0_A, float)
+    xy = np.round(x0[:, :2], 6)
+    cols, first = np.unique(xy, axis=0, return_index=True)
+    s = ((np.asarray(positions_A, float) - x0) @ e)[first]
+    a1, a2 = cell[0, :2], cell[1, :2]
+    tilt_b = float(cell[1] @ e) - float(np.array([a2[0], a2[1], 0.0]) @ e)  # tilt along b
+    if width_A is None:
+        from scipy.spatial import cKDTree  # noqa: PLC0415
+
+        d, _ = cKDTree(cols).query(cols, k=2)
+        width_A = float(np.median(d[:, 1]))
+    centre = np.asarray(centre_A, float)
+    pts, vals = [], []
+    for i in (-1, 0, 1):
+        for j in (-1, 0, 1):
+            pts.append(cols + i * a1 + j * a2)
+            vals.append(s + j * tilt_b)
+    pts, vals = np.vstack(pts), np.concatenate(vals)
+    r = np.linalg.norm(pts - centre, axis=1)
+    ring = (r >= radius_A) & (r < radius_A + width_A)
+    if ring.sum() < 4:
+        raise ValueError(f"only {int(ring.sum())} columns in the ring of radius {radius_A} Å")
+    ang = np.arctan2(*(pts[ring] - centre)[:, ::-1].T)
+    v = vals[ring][np.argsort(ang)]
+    d = np.diff(np.append(v, v[0]))
+    reduced = d - bn * np.rint(d / bn)
+    return float(reduced.sum() / bn)

@@ -149,6 +149,9 @@ class DislocationSystem:
         (a0 (Å), L (a0), lattice) → P2's training domain Ω_L: one dipole in a cell of side
         ≈ 2L tilted by its plastic strain (:mod:`kernels.dipole_cells`), same attributes as
         ``cell``'s; None: the system has only the checkerboard (:meth:`training_cell`).
+    dipole_min_L : float
+        Smallest L (a0) whose dipole cell keeps both cores when the reference relaxes it
+        (measured: smaller dipoles annihilate); 0: no bound known.
     elements : tuple of str
         Chemical symbols of the ACE basis; empty (the default) means ``(symbol,)``. See
         :attr:`species`.
@@ -163,6 +166,7 @@ class DislocationSystem:
     relaxed_elastic: bool = False
     elements: tuple = ()
     dipole_cell: Callable | None = None
+    dipole_min_L: float = 0.0
 
     def training_cell(self, a0_A: float, L: int, lattice=None, domain: str = "dipole"):
         """The training cell of size L (a0) in ``domain`` (:data:`TRAINING_DOMAINS`):

@@ -82,4 +82,7 @@ def diamond_neighbour_cutoff(a0_A: float) -> float:
 SI_EDGE = DislocationSystem(name="si-edge", symbol=SYMBOL, perfect_cell=diamond_perfect_cell,
                             cell=si_edge_cell, neighbour_cutoff=diamond_neighbour_cutoff,
                             a0_bracket_A=(5.0, 6.0), relaxed_elastic=True,
-                            dipole_cell=si_edge_dipole_cell)
+                            dipole_cell=si_edge_dipole_cell,
+                            # Kumagai: the L = 3 dipole (cores 3 a0 apart) glides together and
+                            # annihilates; from L = 4 both cores stay (tests/test_dipole_cells.py)
+                            dipole_min_L=4.0)

@@ -72,6 +72,12 @@ def _cmd_run(args) -> int:
     return 1 if summary.failed else 0
 
 
+def _label(value):
+    """A coordinate value as plain Python: numpy scalars by ``.item()``; string coordinates
+    (numpy StringDType) already come out as ``str``."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _cmd_status(args) -> int:
     import numpy as np  # noqa: PLC0415
 
@@ -98,15 +104,14 @@ def _cmd_status(args) -> int:
             print(f"  {attr}: {ds.attrs[attr]}")
     errors = np.array(np.asarray(ds["error"].values).tolist(), dtype=str)
     for idx in np.argwhere(status == "failed"):
-        labels = {d: ds[d].values[i].item() for d, i in zip(ds["status"].dims, idx)}
+        labels = {d: _label(ds[d].values[i]) for d, i in zip(ds["status"].dims, idx)}
         print(f"  failed {labels}: {errors[tuple(idx)].splitlines()[0]}")
     _print_cache(args.store, ds.attrs.get("spec_fingerprint"))
     lost = missing_chunks(args.store, ds)
     if lost:
         dims = ds["status"].dims
         for name, idxs in lost.items():
-            first = {d: getattr(v, "item", lambda v=v: v)()
-                     for d, v in ((d, ds[d].values[i]) for d, i in zip(dims, idxs[0]))}
+            first = {d: _label(ds[d].values[i]) for d, i in zip(dims, idxs[0])}
             print(f"  damaged: {name} lacks the chunks of {len(idxs)} done point(s), e.g. {first}")
         print(f"sweep: {args.store} is damaged: chunks of done points are missing "
               f"({', '.join(lost)}); move it aside or restore it from a backup", file=sys.stderr)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kernels import dislocations as dk
-from kernels.dipole_cells import (locate_cores, mean_elastic_distortion,
+from kernels.dipole_cells import (enclosed_burgers, locate_cores, mean_elastic_distortion,
                                   screw_dipole_displacement)
 from kernels.eam import zhou2001_tungsten
 from kernels.relax import relax
@@ -73,3 +73,43 @@ def test_spec_refuses_L_beyond_L_D_and_unknown_domains():
     assert e.value.field == "training.domain"
     cb = parse_spec(t.replace('domain = "dipole"', 'domain = "checkerboard"'))
     assert cb.params["training"]["domain"] == "checkerboard"
+
+
+def test_ring_counts_each_core_once_and_nothing_elsewhere():
+    """The ring circuit gives the cell's signs at its cores at every radius short of the other
+    core, 0 midway between the cores' rows, and crosses the tilted boundary consistently."""
+    c = _w_cell(4)
+    b = [0, 0, c.burgers_A]
+    for core, sign in zip(c.cores_A, c.signs):
+        for radius in (3.0, 4.5, 6.0):
+            assert enclosed_burgers(c.positions0_A, c.positions_A, c.cell_A, core, b,
+                                    radius) == pytest.approx(sign, abs=1e-9)
+    quiet = c.cores_A.mean(axis=0) + [0, c.cell_A[1, 1] / 2]  # the boundary row, between images
+    assert enclosed_burgers(c.positions0_A, c.positions_A, c.cell_A, quiet, b,
+                            3.0) == pytest.approx(0, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def si_lattice():
+    from kernels.kumagai import kumagai2007_silicon
+    from kernels.si_edge import SI_EDGE
+
+    model = kumagai2007_silicon()
+    return model, dk.lattice_reference(model, SI_EDGE)
+
+
+@pytest.mark.parametrize("L, kept", [(3, False), (4, True)])
+def test_si_edge_dipole_keeps_its_cores_from_L_4(si_lattice, L, kept):
+    """Kumagai Si: the edge dipole of side 2L = 6 a0 annihilates on relaxation (no core left
+    in either ring); from L = 4 both cores stay where they were put."""
+    from kernels.si_edge import SI_EDGE
+
+    model, lat = si_lattice
+    c = SI_EDGE.training_cell(lat.a0_A, L, lat, "dipole")
+    sym = dk._symbols(c, len(c.positions_A), SI_EDGE)
+    assert [enclosed_burgers(c.positions0_A, c.positions_A, c.cell_A, core, c.burgers_A,
+                             1.2 * lat.a0_A) for core in c.cores_A] == pytest.approx(c.signs)
+    r = relax(model, c.positions_A, c.cell_A, sym, 1e-4, 3000, "precon-lbfgs")
+    rings = [enclosed_burgers(c.positions0_A, r.positions_A, c.cell_A, core, c.burgers_A,
+                              1.2 * lat.a0_A) for core in c.cores_A]
+    assert rings == pytest.approx(c.signs if kept else [0, 0], abs=1e-9)

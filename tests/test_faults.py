@@ -182,6 +182,14 @@ def test_raising_kernel_is_recorded_and_retry_failed_recomputes_only_failed(
     assert (errors[:, i1] == "").all()
     before = st.open_store(path).load()
 
+    # sweep status lists each failed point by its labels (string coordinates included)
+    assert sweep_main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.strip().startswith("failed {")]
+    assert len(failed) == 2, out
+    assert all("'n_defects': 4" in line and "RelaxationError" in line for line in failed), out
+    assert all("'defect': 'vacancy'" in line for line in failed), out
+
     # a plain rerun has nothing to do: failed points are not retried without the flag
     assert sweep_main(base) == 0
     out = capsys.readouterr().out

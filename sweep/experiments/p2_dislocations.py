@@ -177,11 +177,13 @@ def separation_a(size: float) -> float:
     return 0.5 * float(size)
 
 
-def check(spec) -> None:
+def check(spec, system: P2System | None = None) -> None:
     """L ≤ L_D (P2 Theorem 3.1); rattle amplitudes positive; ACE table.
 
     The training cores' separation is L in the ``"dipole"`` domain (P2's) and L/2 in the
-    ``"checkerboard"`` one; that separation must not exceed L_D."""
+    ``"checkerboard"`` one; that separation must not exceed L_D. A dipole smaller than the
+    system's ``dipole_min_L`` (one that annihilates when relaxed) is refused too."""
+    min_L = (system or W_SCREW).kernel.dipole_min_L
     size = spec.params["simulation"]["size"]
     L_D = separation_a(size)
     checkerboard = spec.params["training"].get("domain") == "checkerboard"
@@ -189,6 +191,11 @@ def check(spec) -> None:
         if checkerboard and L / 2 > L_D:
             raise SpecError(f"grid.L[{k}]", f"L = {L} a0 (checkerboard, cores L/2 apart) "
                             f"exceeds 2 L_D = {size} a0 = simulation.size")
+        if not checkerboard and L < min_L:
+            raise SpecError(f"grid.L[{k}]", f"L = {L} a0 is below {min_L:g} a0, the smallest "
+                            f"dipole training cell of this system that keeps its cores when "
+                            f"relaxed (smaller ones annihilate); use L >= {min_L:g} or "
+                            f'training.domain = "checkerboard"')
         if not checkerboard and L > L_D:
             raise SpecError(f"grid.L[{k}]", f"L = {L} a0 exceeds L_D = {L_D:g} a0, the core "
                             f"separation of the simulation cell (simulation.size / 2 = "

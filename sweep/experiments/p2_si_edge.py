@@ -52,7 +52,7 @@ EXPERIMENT = register(Experiment(
     description="½[1-10](111) edge quadrupole in diamond Si, Kumagai (2007) reference, elastic "
                 "observations (P2 §4.2.2)",
     fixed=p2.FIXED, allowed=ALLOWED, build=partial(p2.build, system=SI_EDGE_SYSTEM),
-    check=p2.check, spatial_dimension=2,
+    check=partial(p2.check, system=SI_EDGE_SYSTEM), spatial_dimension=2,
     optional=dict(p2.EXPERIMENT.optional),
     optional_weight_fields=p2.EXPERIMENT.optional_weight_fields,
     weight_attrs=p2.EXPERIMENT.weight_attrs, extra_dims=p2.EXPERIMENT.extra_dims,
