@@ -35,7 +35,7 @@ from .dislocations import DislocationSystem
 from .edge_quadrupole import edge_cell_repeats, edge_quadrupole_cell
 
 __all__ = ["SI_EDGE", "SYMBOL", "PERFECT_CELLS", "diamond_perfect_cell", "si_edge_cell",
-           "si_edge_dipole_cell",
+           "si_edge_dipole_cell", "si_edge_cle_displacement",
            "diamond_neighbour_cutoff"]
 
 SYMBOL = "Si"
@@ -60,6 +60,14 @@ def si_edge_cell(a0_A: float, size: int, lattice=None):
                                 np.asarray(lattice.relaxed_elastic_eV_per_A3))
 
 
+def si_edge_cle_displacement(a0_A: float, size: int, C: np.ndarray) -> np.ndarray:
+    """The anisotropic CLE displacement (Å) of the simulation cell of side ≈ ``size`` a0 at its
+    perfect sites for elastic constants C (6, 6, cube axes): the predictor of
+    :func:`si_edge_cell` built with C instead of the reference's relaxed constants."""
+    c = edge_quadrupole_cell(a0_A, edge_cell_repeats(size), np.asarray(C, float))
+    return c.positions_A - c.positions0_A
+
+
 def si_edge_dipole_cell(a0_A: float, L: float, lattice=None):
     """P2's training domain for the Si edge: one edge dipole (cores ≈ L a0 apart on one glide
     plane) in a cell of side ≈ 2L a0 tilted by b/2 (:func:`kernels.dipole_cells.edge_dipole_cell`),
@@ -82,4 +90,5 @@ def diamond_neighbour_cutoff(a0_A: float) -> float:
 SI_EDGE = DislocationSystem(name="si-edge", symbol=SYMBOL, perfect_cell=diamond_perfect_cell,
                             cell=si_edge_cell, neighbour_cutoff=diamond_neighbour_cutoff,
                             a0_bracket_A=(5.0, 6.0), relaxed_elastic=True,
-                            dipole_cell=si_edge_dipole_cell)
+                            dipole_cell=si_edge_dipole_cell,
+                            cle_displacement=si_edge_cle_displacement)
