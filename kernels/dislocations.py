@@ -587,13 +587,17 @@ class DislocationPrediction(Prediction):
     u_CLE(C̃) − u_CLE(C), the difference of the simulation cell's anisotropic CLE fields with
     the fitted and the reference elastic constants: what linear elasticity predicts the
     fitted model's far-field error to be. NaN where not computed (no cores, no C, or a system
-    without ``cle_displacement``). ``core_bonds`` and ``bonds`` count the ordered pairs of the
-    core part and of the whole stencil.
+    without ``cle_displacement``). The ``_line_A`` values are the same far-field norms of the
+    displacements' components along the dislocation line (z) alone: the antiplane part for a
+    screw. ``core_bonds`` and ``bonds`` count the ordered pairs of the core part and of the whole
+    stencil.
     """
 
     geometry_error_core_A: float = float("nan")
     geometry_error_far_A: float = float("nan")
     cle_far_field_error_A: float = float("nan")
+    geometry_error_far_line_A: float = float("nan")
+    cle_far_field_error_line_A: float = float("nan")
     core_bonds: int = 0
     bonds: int = 0
 
@@ -654,8 +658,11 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     core = (core_bonds(sim.positions0_A, sim.cell_A, i, j, sim.cores_A,
                        CORE_RADIUS_BURGERS * sim.burgers_A) if have_cores
             else np.zeros(len(i), bool))
-    split = stencil_norm_split(np.asarray(sim.positions_A) - r.positions_A, i, j, core)
-    cle_far = float("nan")
+    w = np.asarray(sim.positions_A) - r.positions_A
+    line = np.array([0.0, 0.0, 1.0])  # every cell's dislocation lines run along z
+    split = stencil_norm_split(w, i, j, core)
+    far_line = stencil_norm_split(w * line, i, j, core).far_A
+    cle_far = cle_far_line = float("nan")
     if (have_cores and elastic_eV_per_A3 is not None and system.cle_displacement is not None
             and np.isfinite(sim.size_a)):
         u_ml = system.cle_displacement(lattice.a0_A, sim.size_a, np.asarray(elastic_eV_per_A3))
@@ -664,6 +671,7 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
         if np.shape(u_ml) != np.shape(sim.positions0_A):
             raise ValueError("system.cle_displacement does not give the simulation cell's atoms")
         cle_far = stencil_norm_split(u_ml - u_ref, i, j, core).far_A
+        cle_far_line = stencil_norm_split((u_ml - u_ref) * line, i, j, core).far_A
     nan = float("nan")
     return DislocationPrediction(
         geometry_error_A=split.total_A,
@@ -674,7 +682,8 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
         relax_steps=r.n_steps, time_s=time.perf_counter() - t0,
         geometry_error_core_A=split.core_A if have_cores else nan,
         geometry_error_far_A=split.far_A if have_cores else nan,
-        cle_far_field_error_A=cle_far, core_bonds=split.core_bonds, bonds=split.bonds)
+        cle_far_field_error_A=cle_far, geometry_error_far_line_A=far_line if have_cores else nan,
+        cle_far_field_error_line_A=cle_far_line, core_bonds=split.core_bonds, bonds=split.bonds)
 
 
 #: The ½⟨111⟩ screw quadrupole in bcc W (P2 §4.2.1): the default system of every stage.

@@ -659,10 +659,12 @@ def _paper_table2_rows(ds: xr.Dataset, L_r0: int = PAPER_L_R0) -> list[list[Any]
 #: The stored evidence of P2 stores on where the geometry error sits
 #: (:data:`sweep.experiments.p2_dislocations.EVIDENCE_VARIABLES`).
 CORE_FAR_VARIABLES = ("geometry_error_core", "geometry_error_far", "cle_far_field_error")
+LINE_VARIABLES = ("geometry_error_far_line", "cle_far_field_error_line")
 ELASTIC_VARIABLES = ("elastic_c11", "elastic_c12", "elastic_c44", "zener_anisotropy")
 REFERENCE_ELASTIC_VARIABLES = ("reference_c11", "reference_c12", "reference_c44",
                                "reference_zener_anisotropy")
-EVIDENCE_VARIABLES = CORE_FAR_VARIABLES + ELASTIC_VARIABLES + REFERENCE_ELASTIC_VARIABLES
+EVIDENCE_VARIABLES = (CORE_FAR_VARIABLES + LINE_VARIABLES + ELASTIC_VARIABLES
+                      + REFERENCE_ELASTIC_VARIABLES)
 _EVIDENCE_LABELS = {"geometry_error_core": "core", "geometry_error_far": "far field",
                     "cle_far_field_error": "CLE prediction (far field)"}
 
@@ -856,7 +858,8 @@ def _core_far_section(doc: "_Doc", ds: xr.Dataset, matched: xr.Dataset | None, o
           "core part (bounded by the L-independent ε_F) only to whether it falls, stalls or grows. "
           f"Verdicts are 'inconclusive' when the interval is wider than ± {MAX_HALF_WIDTH:g}.")
     rows, notes = core_far_slope_table(src)
-    gdims = [d for d in ds.sweep.point_dims if d not in ("L", "basis_size") and any(d in r for r in rows)]
+    gdims = [d for d in ds.sweep.point_dims if d not in ("L", "basis_size") and any(d in r for r in rows)
+             and ds.sizes.get(d, 1) > 1]
     _write_csv(out / "core_far_slopes.csv", rows,
                ["variable", "part", *gdims, "slope", "ci_low", "ci_high", "n_points", "predicted",
                 "verdict", "x_min", "x_max"])
@@ -879,17 +882,24 @@ def _core_far_section(doc: "_Doc", ds: xr.Dataset, matched: xr.Dataset | None, o
     _write_csv(out / "core_far_points.csv", pts, [*pdims, *names, "core_share", "cle_over_far"])
     if pts:
         doc.p("Per point (matched accuracy): the geometry error and its parts (Å), the core's "
-              "share of ‖Dw‖², the far field against its CLE prediction (Å), and the fitted "
-              "cubic elastic constants (GPa) and Zener anisotropy A = 2C44/(C11 − C12).")
+              "share of ‖Dw‖², the far field against its CLE prediction (Å), both also for the "
+              "displacement component along the dislocation line alone (the antiplane part of a "
+              "screw), and the fitted cubic elastic constants (GPa) and Zener anisotropy "
+              "A = 2C44/(C11 − C12).")
         doc.table([*[SHORT.get(d, d) for d in pdims], "g (Å)", "core (Å)", "far (Å)", "core share",
-                   "far, CLE prediction (Å)", "CLE / far", "C11", "C12", "C44", "A", "eC (%)"],
+                   "far, line comp. (Å)", "far, CLE prediction (Å)", "CLE, line comp. (Å)",
+                   "CLE / far", "C11", "C12", "C44", "A", "eC (%)"],
                   [[*[r[d] for d in pdims], r["geometry_error"], r["geometry_error_core"],
-                    r["geometry_error_far"], r["core_share"], r["cle_far_field_error"],
-                    r["cle_over_far"], r["elastic_c11"], r["elastic_c12"], r["elastic_c44"],
-                    r["zener_anisotropy"], r.get("elastic_constant_error", np.nan)] for r in pts])
+                    r["geometry_error_far"], r["core_share"], r["geometry_error_far_line"],
+                    r["cle_far_field_error"], r["cle_far_field_error_line"], r["cle_over_far"], *(f"{r[k]:.1f}" for k in ELASTIC_VARIABLES[:3]),
+                    f"{r['zener_anisotropy']:.4f}", r.get("elastic_constant_error", np.nan)]
+                   for r in pts])
         ref = pts[0]
-        doc.p(f"Reference: C11 = {_fmt(ref['reference_c11'], 4)}, C12 = {_fmt(ref['reference_c12'], 4)}, "
-              f"C44 = {_fmt(ref['reference_c44'], 4)} GPa, A = {_fmt(ref['reference_zener_anisotropy'], 4)}.")
+        doc.p(f"Reference: C11 = {ref['reference_c11']:.1f}, C12 = {ref['reference_c12']:.1f}, "
+              f"C44 = {ref['reference_c44']:.1f} GPa, A = {ref['reference_zener_anisotropy']:.4f}. "
+              "Cubic constants are the means of their three cubic copies of the 6 × 6 C (cube "
+              "axes; internally relaxed for multilattices); eC is elastic_constant_error, the "
+              "Frobenius error of the whole 6 × 6 C.")
     fig_dims = [d for d in ds.sweep.point_dims if d in src.dims and d not in ("L", "observations", "basis_size")]
     for labels, sub in _iter_groups(src, fig_dims):
         if not np.asarray(sub.sweep.done.values).any():

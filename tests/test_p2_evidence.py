@@ -178,7 +178,9 @@ def _with_evidence(ds, p_far, p_core=-1.0, seed=0):
     ds = ds.assign(geometry_error_far=far.assign_attrs(units="Å"),
                    geometry_error_core=core.assign_attrs(units="Å"),
                    geometry_error=np.sqrt(far**2 + core**2).assign_attrs(units="Å"),
-                   cle_far_field_error=(0.5 * far).assign_attrs(units="Å"))
+                   cle_far_field_error=(0.5 * far).assign_attrs(units="Å"),
+                   geometry_error_far_line=(0.9 * far).assign_attrs(units="Å"),
+                   cle_far_field_error_line=(0.01 * far).assign_attrs(units="Å"))
     for name, v in (("elastic_c11", 500.0), ("elastic_c12", 200.0), ("elastic_c44", 160.0),
                     ("zener_anisotropy", 320 / 300), ("reference_c11", 522.5),
                     ("reference_c12", 204.2), ("reference_c44", 160.8),

@@ -59,6 +59,8 @@ def test_tiny_p2_sweep_into_zarr(tmp_path):
                                            "geometry_error_far"))
     np.testing.assert_allclose(core**2 + far**2, g**2, rtol=1e-12)
     assert np.all(core > 0) and np.all(far > 0)
+    assert np.all(ds["geometry_error_far_line"].values <= far)
+    assert np.all(ds["cle_far_field_error_line"].values <= ds["cle_far_field_error"].values)
     from kernels.dislocations import cubic_constants_GPa, lattice_reference
     from kernels.eam import zhou2001_tungsten
 

@@ -92,6 +92,10 @@ EVIDENCE_VARIABLES = {
     "cle_far_field_error": ("f8", "Å", "far-field ‖Dw‖ of u_CLE(fitted C) − u_CLE(reference C), "
                             "the anisotropic CLE fields of the simulation cell's dislocations: "
                             "the far-field error linear elasticity predicts", np.nan),
+    "geometry_error_far_line": ("f8", "Å", "far-field geometry error of the displacement "
+                                "component along the dislocation line (z) alone", np.nan),
+    "cle_far_field_error_line": ("f8", "Å", "cle_far_field_error of the component along the "
+                                 "dislocation line (z) alone (antiplane for a screw)", np.nan),
     "elastic_c11": ("f8", "GPa", "C11 of the fitted model (cubic mean)", np.nan),
     "elastic_c12": ("f8", "GPa", "C12 of the fitted model (cubic mean)", np.nan),
     "elastic_c44": ("f8", "GPa", "C44 of the fitted model (cubic mean)", np.nan),
@@ -205,6 +209,8 @@ def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference)
     return {"geometry_error_core": p.geometry_error_core_A,
             "geometry_error_far": p.geometry_error_far_A,
             "cle_far_field_error": p.cle_far_field_error_A,
+            "geometry_error_far_line": p.geometry_error_far_line_A,
+            "cle_far_field_error_line": p.cle_far_field_error_line_A,
             **{f"elastic_{k}": v for k, v in zip(names, fitted)},
             "zener_anisotropy": fitted[3],
             **{f"reference_{k}": v for k, v in zip(names, ref)},
