@@ -32,6 +32,15 @@ images and map images back to their atoms. The outcome does not depend on qhull'
 triangulation of co-spherical sites: for every non-degenerate Delaunay simplex, all sites within
 its circumsphere (relative tolerance ``rtol``) are gathered, so a co-spherical cluster gives the
 same pairs whichever way it was triangulated.
+
+Core and far field
+------------------
+For dislocations :func:`geometry_error_split` splits ‖Dw‖² over the stencil's bonds: a bond is
+a *core* bond when one of its sites lies closer than a radius (P2's experiments: 2|b|) to a
+dislocation core in the cross-section of x₀ (:func:`distance_to_cores_A`, periodic), the others
+make the *far field*. Every bond is in exactly one part, so core² + far² = total²; the same
+split of any displacement field (e.g. the difference of two CLE fields) is
+:func:`stencil_norm_split`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ training-cell size in a0, ``observations`` one of ``E+F``, ``E+F+CLE``, ``E+F+CL
 extra dimension ``rattle_A`` the rattle amplitude α (Å; every atom moves by at most α, JuLIP's rattle!). Weight tables hold W_E, W_F, W_V1
 (``elastic``) and W_V2 (``nonlinear_elastic``).
 
+Besides the common variables every point stores :data:`EVIDENCE_VARIABLES`: the geometry error
+split into its core part (bonds within 2|b| of a core) and far field, the far-field error the
+anisotropic CLE field with the fitted C predicts, and the fitted and reference cubic elastic
+constants (GPa) and Zener anisotropy — what ``sweep report``'s "Core vs far field" section shows.
+
 Other systems reuse these adapters and :func:`build` with a :class:`P2System` (the kernels'
 :class:`kernels.dislocations.DislocationSystem`, its reference models and its defect label):
 :mod:`sweep.experiments.p2_si_edge` is the edge in Si, :mod:`sweep.experiments.p2_nial_screw`
