@@ -62,7 +62,7 @@ from scipy.optimize import minimize_scalar
 
 from .ace import ACEBasis, ACEModel, DesignRows
 from .ard import solve_ard
-from .elasticity import cauchy_born_derivatives, elastic_rows
+from .elasticity import cauchy_born_derivatives, cubic_constants_GPa, elastic_rows
 from .errors import (STENCILS, Stencil, core_bonds, energy_error, formation_energy_error, rmse,
                      stencil_norm_split)
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
@@ -79,7 +79,7 @@ __all__ = ["TRAINING_DOMAINS", "OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights
            "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
            "RelaxOptions", "DislocationSystem", "W_SCREW", "DislocationPrediction",
-           "CORE_RADIUS_BURGERS", "reference_elastic_constants", "cubic_constants_GPa"]
+           "CORE_RADIUS_BURGERS", "reference_elastic_constants", "cubic_constants_and_anisotropy"]
 
 SYMBOL = "W"
 #: Training domains: P2's dipole cell Ω_L = P(−L, L]² (default), the checkerboard quadrupole of
@@ -609,17 +609,12 @@ def reference_elastic_constants(lattice: LatticeReference) -> np.ndarray:
     return np.asarray(lattice.elastic_eV_per_A3 if C is None else C, float)
 
 
-def cubic_constants_GPa(C_eV_per_A3: np.ndarray) -> tuple[float, float, float, float]:
-    """C11, C12, C44 (GPa) of a 6 × 6 Voigt C (eV/Å³) in cube axes, each the mean of its three
-    cubic copies (C11 of C_11, C_22, C_33; C12 of C_12, C_13, C_23; C44 of C_44, C_55, C_66),
-    and the Zener anisotropy A = 2 C44 / (C11 − C12) (dimensionless; 1 for an isotropic
-    crystal)."""
-    from ase.units import GPa  # noqa: PLC0415
-
-    C = np.asarray(C_eV_per_A3, float) / GPa
-    c11 = float(np.mean(np.diag(C)[:3]))
-    c12 = float(np.mean([C[0, 1], C[0, 2], C[1, 2]]))
-    c44 = float(np.mean(np.diag(C)[3:]))
+def cubic_constants_and_anisotropy(C_eV_per_A3: np.ndarray
+                                   ) -> tuple[float, float, float, float]:
+    """C11, C12, C44 (GPa; :func:`kernels.elasticity.cubic_constants_GPa`, each the mean of its
+    three cubic copies in cube axes) of a 6 × 6 Voigt C (eV/Å³) and the Zener anisotropy
+    A = 2 C44 / (C11 − C12) (dimensionless; 1 for an isotropic crystal)."""
+    c11, c12, c44 = cubic_constants_GPa(C_eV_per_A3)
     return c11, c12, c44, 2.0 * c44 / (c11 - c12)
 
 

@@ -61,10 +61,10 @@ def test_tiny_p2_sweep_into_zarr(tmp_path):
     assert np.all(core > 0) and np.all(far > 0)
     assert np.all(ds["geometry_error_far_line"].values <= far)
     assert np.all(ds["cle_far_field_error_line"].values <= ds["cle_far_field_error"].values)
-    from kernels.dislocations import cubic_constants_GPa, lattice_reference
+    from kernels.dislocations import cubic_constants_and_anisotropy, lattice_reference
     from kernels.eam import zhou2001_tungsten
 
-    ref = cubic_constants_GPa(lattice_reference(zhou2001_tungsten()).elastic_eV_per_A3)
+    ref = cubic_constants_and_anisotropy(lattice_reference(zhou2001_tungsten()).elastic_eV_per_A3)
     for k, name in enumerate(("reference_c11", "reference_c12", "reference_c44",
                               "reference_zener_anisotropy")):
         np.testing.assert_allclose(ds[name].values, ref[k], rtol=1e-9)

@@ -208,8 +208,8 @@ def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference)
     """The :data:`EVIDENCE_VARIABLES` of one point: the core/far split and CLE prediction of
     the prediction ``p`` (Å) and the cubic constants (GPa) of the fitted C ``C_ml`` (eV/Å³,
     None: NaN) and of the reference."""
-    fitted = dk.cubic_constants_GPa(C_ml) if C_ml is not None else (np.nan,) * 4
-    ref = dk.cubic_constants_GPa(dk.reference_elastic_constants(lat))
+    fitted = dk.cubic_constants_and_anisotropy(C_ml) if C_ml is not None else (np.nan,) * 4
+    ref = dk.cubic_constants_and_anisotropy(dk.reference_elastic_constants(lat))
     names = ("c11", "c12", "c44")
     return {"geometry_error_core": p.geometry_error_core_A,
             "geometry_error_far": p.geometry_error_far_A,
