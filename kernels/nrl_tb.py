@@ -56,6 +56,21 @@ def _quiet_fortran_stdout():
         os.close(devnull)
 
 
+#: How to get QUIP when it is missing: the optional extra that installs it.
+QUIP_EXTRA = "pip install 'mlip-sweep[tb]'"
+
+
+def quip_potential_class():
+    """``quippy.potential.Potential``, or ImportError naming the optional extra that installs
+    QUIP (``quippy-ase``, GPL v2; needed only for the NRL tight-binding reference)."""
+    try:
+        from quippy.potential import Potential  # noqa: PLC0415
+    except ImportError as err:
+        raise ImportError(f"the NRL tight-binding reference needs QUIP (quippy-ase, GPL v2), "
+                          f"which is an optional extra: {QUIP_EXTRA}") from err
+    return Potential
+
+
 def monkhorst_pack_mesh(cell_A: np.ndarray, kpoint_length_A: float) -> tuple[int, int, int]:
     """Mesh sizes n_i = max(1, ceil(kpoint_length_A / |a_i|)) of a cell (rows, Å)."""
     lengths = np.linalg.norm(np.asarray(cell_A, float), axis=1)
@@ -104,7 +119,12 @@ class NRLTightBinding:
     def _potential(self, mesh: tuple[int, int, int]):
         """The QUIP potential for one k-point mesh (built once per mesh and instance)."""
         if mesh not in self._cache:
-            from quippy.potential import Potential  # noqa: PLC0415
+            # libgfortran buffers its standard output when it is a regular file (a log, a SLURM
+            # job's output), so lines written inside _quiet_fortran_stdout would be flushed
+            # after it restores the descriptor; unbuffered, they land in /dev/null. Read by
+            # libgfortran when QUIP's library loads, hence before the first import.
+            os.environ.setdefault("GFORTRAN_UNBUFFERED_PRECONNECTED", "y")
+            Potential = quip_potential_class()
 
             if mesh == (1, 1, 1):
                 text = self.params_xml

@@ -18,19 +18,33 @@ from kernels.errors import STENCILS
 from kernels.finnis_sinclair import wang2014_tungsten
 from kernels.lattice import TRIANGULAR
 from kernels.least_squares import DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM
-from kernels.nrl_tb import bernstein2000_si_sp
+from kernels.nrl_tb import bernstein2000_si_sp, quip_potential_class
 from kernels.planar_basis import DEFAULT_BASIS_COUNT, independent_truncation, n_planar_independent
 from kernels.point_defect_slices import SliceFactors, fit_from_factors, slice_factors
 
 __all__ = ["REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit", "point",
            "basis_for", "design_slice", "fit_slice", "fit_union", "point_union", "CRYSTALS",
-           "reference_model", "relax_options", "fit_conventions", "stencil_reading",
+           "reference_model", "check_reference_available", "relax_options", "fit_conventions", "stencil_reading",
            "superset_for", "planar_counts", "WHOLE_SUPERSET"]
 
 #: Reference models by spec name → constructor (keyword options from the spec's [reference]).
 REFERENCE_MODELS = {"fs-w-wang2014": wang2014_tungsten,
                     "eam-w-zhou2001": zhou2001_tungsten,
                     "nrl-tb-si-sp-bernstein2000": bernstein2000_si_sp}
+
+#: Reference models that need an optional extra → the check that raises ImportError (naming the
+#: extra) when it is missing.
+REFERENCE_MODEL_EXTRAS = {"nrl-tb-si-sp-bernstein2000": quip_potential_class}
+
+
+def check_reference_available(reference) -> None:
+    """Raise ImportError naming the optional extra when the spec's reference model needs one
+    that is not installed (``reference``: a model name or a ``[reference]`` table)."""
+    name = reference["model"] if isinstance(reference, dict) else reference
+    check = REFERENCE_MODEL_EXTRAS.get(name)
+    if check is not None:
+        check()
+
 
 #: Lattices by spec name (``crystal`` arguments below; "triangular" when omitted).
 CRYSTALS = {"triangular": TRIANGULAR, "diamond": DIAMOND}

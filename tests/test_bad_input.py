@@ -119,6 +119,24 @@ def test_basis_size_beyond_the_superset_refused(workdir, capsys):
     assert sorted(p.name for p in workdir.iterdir()) == ["big-basis.toml"]
 
 
+def test_reference_model_without_its_optional_extra_refused(workdir, capsys, monkeypatch):
+    """QUIP (the NRL tight-binding reference) is an optional extra: where it is not importable,
+    a P1-Si spec is refused before any store, naming the field and the extra to install."""
+    import sys
+
+    from kernels.nrl_tb import quip_potential_class
+
+    # None in sys.modules is how Python itself marks a module as not importable.
+    for name in [m for m in sys.modules if m == "quippy" or m.startswith("quippy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "quippy", None)
+    with pytest.raises(ImportError, match=re.escape("mlip-sweep[tb]")):
+        quip_potential_class()
+    _refused(capsys, ["run", "p1-si-vacancies-quick", "--no-progress"],
+             ["'reference.model'", "mlip-sweep[tb]", "quippy-ase"])
+    assert not (workdir / "runs").exists()
+
+
 def test_every_built_in_spec_realises_its_basis_sizes():
     from sweep.cluster import check_basis_sizes
     from sweep.spec import builtin_specs, load_spec
@@ -130,7 +148,7 @@ def test_every_built_in_spec_realises_its_basis_sizes():
         if n is not None:
             assert max(spec.grid["basis_size"]) <= n
             checked += 1
-    assert checked >= 4  # the P1 presets declare their species
+    assert checked == len(builtin_specs())  # every experiment declares its species
 
 
 def test_unreadable_spec_files(workdir, capsys):
@@ -159,3 +177,24 @@ def test_status_of_a_non_store_and_of_a_store_missing_a_chunk(workdir, capsys):
     chunk.unlink()  # ... until it loses one
     err = _refused(capsys, ["status", str(path)], ["damaged", "rmse_energy"])
     assert "missing" in err
+
+
+def test_two_species_basis_sizes_are_counted_per_element():
+    """basis_size counts functions per element: for the Ni–Al basis a size above the
+    one-species superset but within each element's two-species block is accepted, one beyond
+    that block refused by name."""
+    from sweep.cluster import check_basis_sizes, superset_size
+    from sweep.spec import builtin_specs
+
+    text = builtin_specs()["p2-nial-screw-quick"]
+    text = re.sub(r"nradmax_by_orders = \[[^]]*\]", "nradmax_by_orders = [6, 3]", text)
+    text = re.sub(r"lmax_by_orders = \[[^]]*\]", "lmax_by_orders = [0, 2]", text)
+    one = superset_size(("Ni",), 5.0, (6, 3), (0, 2), "SBessel")
+    per_element = superset_size(("Ni", "Al"), 5.0, (6, 3), (0, 2), "SBessel")
+    assert one < per_element
+    ok = parse_spec(re.sub(r"basis_size = \[[^]]*\]", f"basis_size = [{one + 1}]", text))
+    assert check_basis_sizes(ok) == per_element
+    bad = parse_spec(re.sub(r"basis_size = \[[^]]*\]", f"basis_size = [{per_element + 1}]", text))
+    with pytest.raises(SpecError, match=f"{per_element} functions per species") as e:
+        check_basis_sizes(bad)
+    assert e.value.field == "grid.basis_size"

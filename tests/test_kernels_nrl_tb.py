@@ -109,3 +109,28 @@ def test_lattice_constant_and_bulk_modulus(model):
     assert B_p / GPa == pytest.approx(B / GPa, rel=0.01)
     assert a0 == pytest.approx(5.431, rel=2e-3)
     assert 95 < B / GPa < 115
+
+
+def test_quip_parser_output_is_silenced_when_stdout_is_a_file(tmp_path):
+    """QUIP's XML reader prints a line per element from Fortran; with standard output a regular
+    file (a log, a SLURM job's output) libgfortran buffered those lines past the silencing
+    block. A fresh process writing to a file shows only its own output."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from kernels.nrl_tb import bernstein2000_si_sp\n"
+              "from kernels.diamond import diamond_cell, diamond_sites\n"
+              "m = bernstein2000_si_sp()\n"
+              "for n in (1, 2):\n"
+              "    m.evaluate(diamond_sites(n, 5.43), diamond_cell(n, 5.43))\n"
+              "print('evaluated', flush=True)\n")
+    out = tmp_path / "out.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GFORTRAN_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(p) for p in sys.path if p])
+    with open(out, "w") as f:
+        subprocess.run([sys.executable, "-c", script], stdout=f, stderr=subprocess.STDOUT,
+                       env=env, check=True, timeout=600)
+    text = out.read_text()
+    assert "evaluated" in text
+    assert "TBM_startElement_handler" not in text

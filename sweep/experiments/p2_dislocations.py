@@ -293,4 +293,4 @@ EXPERIMENT = register(Experiment(
                                         "P2 eq. A.6)", "1")},
     extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "rattle amplitude α (largest displacement, JuLIP rattle!)",
                                                    "units": "Å"}),),
-    variables={**VARIABLES, **EVIDENCE_VARIABLES}))
+    variables={**VARIABLES, **EVIDENCE_VARIABLES}, species=("W",)))

@@ -57,4 +57,4 @@ EXPERIMENT = register(Experiment(
     optional=dict(p2.EXPERIMENT.optional),
     optional_weight_fields=p2.EXPERIMENT.optional_weight_fields,
     weight_attrs=p2.EXPERIMENT.weight_attrs, extra_dims=p2.EXPERIMENT.extra_dims,
-    variables=VARIABLES))
+    variables=VARIABLES, species=("Si",)))

@@ -220,4 +220,4 @@ EXPERIMENT = register(Experiment(
     weight_attrs={**p2.EXPERIMENT.weight_attrs,
                   **{f"{k}_{q}": (f"{q} weight of the {k} training cell (NaN: the default)", "1")
                      for k in COMPONENTS for q in ("energy", "forces")}},
-    extra_dims=p2.EXPERIMENT.extra_dims, variables=VARIABLES))
+    extra_dims=p2.EXPERIMENT.extra_dims, variables=VARIABLES, species=("W",)))
