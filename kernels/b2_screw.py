@@ -51,7 +51,8 @@ from .dislocations import ELASTIC_CELL, DislocationSystem, nearest_neighbour_cut
 from .screw_quadrupole import ScrewCell, screw_quadrupole_cell
 
 __all__ = ["ELEMENTS", "B2Screw100Dislocation", "b2_cubic_cell", "b2_unit_cell",
-           "b2_screw_unit_cell", "b2_cell_repeats", "b2_screw_quadrupole_cell", "b2_screw_dipole_cell", "NIAL_SCREW"]
+           "b2_screw_unit_cell", "b2_cell_repeats", "b2_screw_quadrupole_cell", "b2_screw_dipole_cell", "b2_screw_cle_displacement",
+           "NIAL_SCREW"]
 
 #: Species of the B2 crystal: Ni on the cube corners, Al at the body centre.
 ELEMENTS = ("Ni", "Al")
@@ -119,6 +120,19 @@ def b2_screw_quadrupole_cell(a0_A: float, size_a: float, lattice=None) -> ScrewC
                                  unit_cell=b2_screw_unit_cell(a0_A))
 
 
+def b2_screw_cle_displacement(a0_A: float, size_a: float, C: np.ndarray) -> np.ndarray:
+    """The anisotropic CLE displacement (Å) of the quadrupole of side ≈ ``size_a`` a0 at its
+    perfect sites for elastic constants C (6, 6, cube axes), from matscipy's Stroh solution of
+    :class:`B2Screw100Dislocation`: along the fourfold [001] axis it is (b/2π)θ with no in-plane
+    part for any cubic C (module docstring), so fitted and reference C give the same field
+    unless C itself breaks the cubic symmetry."""
+    from .screw_quadrupole import anisotropic_screw_displacement, screw_stroh_field  # noqa: PLC0415
+
+    field = screw_stroh_field(a0_A, C, dislocation=lambda a, C: B2Screw100Dislocation(
+        b2_unit_cell(a), C=C))
+    return anisotropic_screw_displacement(b2_screw_quadrupole_cell(a0_A, size_a), field)
+
+
 def b2_screw_dipole_cell(a0_A: float, L: float, lattice=None) -> ScrewCell:
     """P2's training domain for the NiAl screw: one a[001] dipole (cores ≈ L a0 apart) in a
     square cell of side ≈ 2L a0 tilted by −b/2 along the line
@@ -134,4 +148,5 @@ NIAL_SCREW = DislocationSystem(name="nial-screw", symbol="NiAl", perfect_cell=b2
                                cell=b2_screw_quadrupole_cell,
                                neighbour_cutoff=nearest_neighbour_cutoff,
                                a0_bracket_A=(2.5, 3.6), elements=ELEMENTS,
-                               dipole_cell=b2_screw_dipole_cell)
+                               dipole_cell=b2_screw_dipole_cell,
+                               cle_displacement=b2_screw_cle_displacement)

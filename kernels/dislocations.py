@@ -62,21 +62,24 @@ from scipy.optimize import minimize_scalar
 
 from .ace import ACEBasis, ACEModel, DesignRows
 from .ard import solve_ard
-from .elasticity import cauchy_born_derivatives, elastic_rows
-from .errors import STENCILS, Stencil, energy_error, formation_energy_error, geometry_error, rmse
+from .elasticity import cauchy_born_derivatives, cubic_constants_GPa, elastic_rows
+from .errors import (STENCILS, Stencil, core_bonds, energy_error, formation_energy_error, rmse,
+                     stencil_norm_split)
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
                             row_weight, solve_rrqr, weighted_system)
 from .hessian_precon_relax import HessianPreconditioner
 from .point_defects import (Observations, Prediction, RelaxOptions, reference_optimizer,
                             reference_preconditioner, relax_fitted)
 from .relax import relax
-from .screw_quadrupole import ScrewCell, cell_repeats, screw_quadrupole_cell
+from .screw_quadrupole import (ScrewCell, anisotropic_screw_displacement, cell_repeats,
+                               screw_quadrupole_cell, screw_stroh_field)
 
 __all__ = ["TRAINING_DOMAINS", "OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference",
            "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
            "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
-           "RelaxOptions", "DislocationSystem", "W_SCREW"]
+           "RelaxOptions", "DislocationSystem", "W_SCREW", "DislocationPrediction",
+           "CORE_RADIUS_BURGERS", "reference_elastic_constants", "cubic_constants_and_anisotropy"]
 
 SYMBOL = "W"
 #: Training domains: P2's dipole cell Ω_L = P(−L, L]² (default), the checkerboard quadrupole of
@@ -92,6 +95,10 @@ STRAIN_STEP = 1e-3
 #: STRAIN_STEP, Kumagai's relaxed C from them agrees with the full-Φ route to 1.4e-7 eV/Å³
 #: (5e-4 and 2e-3 give 1.6e-6 and 7e-6: rounding and truncation; measured).
 DISPLACEMENT_STEP_A = 1e-3
+#: Radius of a dislocation core in the core/far-field split of the geometry error, in units of
+#: the Burgers vector length |b|: a bond of the stencil is a core bond when one of its sites (in
+#: x₀) lies closer than 2|b| to a core in the cross-section (5.5 Å for the ½⟨111⟩ screw in W).
+CORE_RADIUS_BURGERS = 2.0
 
 
 def nearest_neighbour_cutoff(a0_A: float) -> float:
@@ -116,6 +123,13 @@ def _w_screw_dipole_cell(a0_A: float, L: int, lattice=None) -> ScrewCell:
     from .dipole_cells import screw_dipole_cell, training_side_a  # noqa: PLC0415
 
     return screw_dipole_cell(a0_A, cell_repeats(training_side_a(L)), SYMBOL)
+
+
+def _w_screw_cle(a0_A: float, size: int, C: np.ndarray) -> np.ndarray:
+    """The full anisotropic CLE displacement (Å) of the W quadrupole of side ≈ ``size`` a0 at
+    its perfect sites, for elastic constants C (6, 6, cube axes)."""
+    return anisotropic_screw_displacement(_w_screw_cell(a0_A, size),
+                                          screw_stroh_field(a0_A, C, SYMBOL))
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,12 @@ class DislocationSystem:
     elements : tuple of str
         Chemical symbols of the ACE basis; empty (the default) means ``(symbol,)``. See
         :attr:`species`.
+    cle_displacement : callable or None
+        (a0 (Å), size (a0), C (6, 6) in cube axes, eV/Å³) → (n, 3) displacement (Å) of the
+        simulation cell of side ≈ size at its perfect sites (the atoms of :attr:`cell`): the
+        full anisotropic CLE field of its dislocations for elastic constants C. It gives the
+        far-field error that linear elasticity with the fitted C predicts (:func:`predict`);
+        None: not computed.
     """
 
     name: str
@@ -167,6 +187,7 @@ class DislocationSystem:
     elements: tuple = ()
     dipole_cell: Callable | None = None
     dipole_min_L: float = 0.0
+    cle_displacement: Callable | None = None
 
     def training_cell(self, a0_A: float, L: int, lattice=None, domain: str = "dipole"):
         """The training cell of size L (a0) in ``domain`` (:data:`TRAINING_DOMAINS`):
@@ -252,6 +273,11 @@ class SimulationReference:
     #: ask for ``"hessian-lbfgs"``: every fitted model's relaxation of this cell starts from ȳ
     #: with it as initial inverse-Hessian guess (:mod:`kernels.hessian_precon_relax`)
     precon: HessianPreconditioner | None = None
+    #: the cell's dislocation cores (k, 2), Å in the cross-section, |b| (Å) and the nominal
+    #: side (a0) it was built with (for the core/far-field split and the CLE prediction)
+    cores_A: np.ndarray | None = None
+    burgers_A: float = float("nan")
+    size_a: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -306,6 +332,9 @@ class FitResult:
     clamped_elastic_constant_error_percent: float = float("nan")
     #: whether the fit had the perfect crystal's energy row (formation energies identifiable)
     bulk_energy_observed: bool = False
+    #: the fitted model's elastic constants (6, 6), eV/Å³, cube axes: those whose error is
+    #: ``elastic_constant_error_percent`` (relaxed for multilattices, else ∂²W_cb)
+    elastic_eV_per_A3: np.ndarray | None = None
 
 
 def lattice_reference(model, system: DislocationSystem | None = None) -> LatticeReference:
@@ -346,7 +375,9 @@ def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
               reference_optimizer(options))
     precon = reference_preconditioner(model, r.positions_A, c.cell_A, sym, 3, options)
     return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
-                               r.energy_eV, r.n_steps, tuple(sym), precon)
+                               r.energy_eV, r.n_steps, tuple(sym), precon,
+                               np.asarray(c.cores_A, float),
+                               float(np.linalg.norm(c.burgers_A)), float(size))
 
 
 def rattle_displacements_A(rng: np.random.Generator, shape: tuple, amplitude_A: float
@@ -545,22 +576,73 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
         fit_time_s=fit_time,
         clamped_elastic_constant_error_percent=float(100 * np.linalg.norm(C0_ml - C0_ref)
                                                      / np.linalg.norm(C0_ref)),
-        bulk_energy_observed=bool(bulk_energy_row and weights.energy > 0))
+        bulk_energy_observed=bool(bulk_energy_row and weights.energy > 0),
+        elastic_eV_per_A3=np.asarray(C_ml, float))
+
+
+@dataclass(frozen=True)
+class DislocationPrediction(Prediction):
+    """:class:`kernels.point_defects.Prediction` plus the evidence on where the geometry error
+    sits (all Å, stencil norms ‖Dw‖ over a subset of the stencil's bonds).
+
+    ``geometry_error_core_A`` and ``geometry_error_far_A`` split ``geometry_error_A`` over the
+    bonds with a site closer than :data:`CORE_RADIUS_BURGERS` |b| to a core and the others
+    (core² + far² = total²). ``cle_far_field_error_A`` is the far-field norm of
+    u_CLE(C̃) − u_CLE(C), the difference of the simulation cell's anisotropic CLE fields with
+    the fitted and the reference elastic constants: what linear elasticity predicts the
+    fitted model's far-field error to be. NaN where not computed (no cores, no C, or a system
+    without ``cle_displacement``). The ``_line_A`` values are the same far-field norms of the
+    displacements' components along the dislocation line (z) alone: the antiplane part for a
+    screw. ``core_bonds`` and ``bonds`` count the ordered pairs of the core part and of the whole
+    stencil.
+    """
+
+    geometry_error_core_A: float = float("nan")
+    geometry_error_far_A: float = float("nan")
+    cle_far_field_error_A: float = float("nan")
+    geometry_error_far_line_A: float = float("nan")
+    cle_far_field_error_line_A: float = float("nan")
+    core_bonds: int = 0
+    bonds: int = 0
+
+
+def reference_elastic_constants(lattice: LatticeReference) -> np.ndarray:
+    """The reference's elastic constants that the far field sees (6, 6; eV/Å³): the internally
+    relaxed C of a multilattice where computed, else ∂²W_cb."""
+    C = lattice.relaxed_elastic_eV_per_A3
+    return np.asarray(lattice.elastic_eV_per_A3 if C is None else C, float)
+
+
+def cubic_constants_and_anisotropy(C_eV_per_A3: np.ndarray
+                                   ) -> tuple[float, float, float, float]:
+    """C11, C12, C44 (GPa; :func:`kernels.elasticity.cubic_constants_GPa`, each the mean of its
+    three cubic copies in cube axes) of a 6 × 6 Voigt C (eV/Å³) and the Zener anisotropy
+    A = 2 C44 / (C11 − C12) (dimensionless; 1 for an isotropic crystal)."""
+    c11, c12, c44 = cubic_constants_GPa(C_eV_per_A3)
+    return c11, c12, c44, 2.0 * c44 / (c11 - c12)
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
             lattice: LatticeReference, options: RelaxOptions,
-            system: DislocationSystem | None = None, stencil: str = STENCILS[0]) -> Prediction:
+            system: DislocationSystem | None = None, stencil: str = STENCILS[0],
+            elastic_eV_per_A3: np.ndarray | None = None) -> DislocationPrediction:
     """Relax the quadrupole with the fitted model from ȳ and measure the errors.
 
     Geometry error: stencil N(ℓ) of the perfect sites x₀ in the reading ``stencil``
     (:data:`kernels.errors.STENCILS`), periodic: ``"voronoi"`` (default, P2 eq. A.2 as written)
     has 14 neighbours in bcc and B2 and 28 in diamond (4 + 12 across faces, 12 third neighbours
     at Voronoi vertices), ``"voronoi-faces"`` 14 and 16, ``"cutoff"``
-    (``system.neighbour_cutoff``) the 8 and 4 nearest neighbours.
+    (``system.neighbour_cutoff``) the 8 and 4 nearest neighbours. It is also split into its
+    core and far-field parts (bonds with a site within :data:`CORE_RADIUS_BURGERS` |b| of a
+    core of the cell, and the others; :func:`kernels.errors.geometry_error_split`).
     Energy error: each model's energy measured from its own value at the CLE predictor.
     Formation-energy error: each model against its own perfect crystal (n·e_bulk); meaningful
     only for a fit with the bulk-energy row (:attr:`FitResult.bulk_energy_observed`).
+
+    ``elastic_eV_per_A3``: the fitted model's C (6, 6, eV/Å³, cube axes;
+    :attr:`FitResult.elastic_eV_per_A3`). With it and ``system.cle_displacement`` the far-field
+    norm of u_CLE(C̃) − u_CLE(C_ref) is computed on the same bonds
+    (:class:`DislocationPrediction`).
     """
     system = system or W_SCREW
     t0 = time.perf_counter()
@@ -570,17 +652,41 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
     r = relax_fitted(model, sim.positions_A, sim.cell_A, sym, sim.precon, 3, options)
     x, c, s = system.perfect_cell(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
-    return Prediction(
-        geometry_error_A=geometry_error(sim.positions0_A, sim.positions_A, r.positions_A,
-                                        sim.cell_A, system.stencil(stencil, lattice.a0_A)),
+    i, j = system.stencil(stencil, lattice.a0_A).pairs(sim.positions0_A, sim.cell_A)
+    have_cores = sim.cores_A is not None and np.isfinite(sim.burgers_A)
+    core = (core_bonds(sim.positions0_A, sim.cell_A, i, j, sim.cores_A,
+                       CORE_RADIUS_BURGERS * sim.burgers_A) if have_cores
+            else np.zeros(len(i), bool))
+    w = np.asarray(sim.positions_A) - r.positions_A
+    line = np.array([0.0, 0.0, 1.0])  # every cell's dislocation lines run along z
+    split = stencil_norm_split(w, i, j, core)
+    far_line = stencil_norm_split(w * line, i, j, core).far_A
+    cle_far = cle_far_line = float("nan")
+    if (have_cores and elastic_eV_per_A3 is not None and system.cle_displacement is not None
+            and np.isfinite(sim.size_a)):
+        u_ml = system.cle_displacement(lattice.a0_A, sim.size_a, np.asarray(elastic_eV_per_A3))
+        u_ref = system.cle_displacement(lattice.a0_A, sim.size_a,
+                                        reference_elastic_constants(lattice))
+        if np.shape(u_ml) != np.shape(sim.positions0_A):
+            raise ValueError("system.cle_displacement does not give the simulation cell's atoms")
+        cle_far = stencil_norm_split(u_ml - u_ref, i, j, core).far_A
+        cle_far_line = stencil_norm_split((u_ml - u_ref) * line, i, j, core).far_A
+    nan = float("nan")
+    return DislocationPrediction(
+        geometry_error_A=split.total_A,
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
                                      e_pred_ml),
         formation_energy_error_eV=formation_energy_error(
             sim.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml, len(sym)),
-        relax_steps=r.n_steps, time_s=time.perf_counter() - t0)
+        relax_steps=r.n_steps, time_s=time.perf_counter() - t0,
+        geometry_error_core_A=split.core_A if have_cores else nan,
+        geometry_error_far_A=split.far_A if have_cores else nan,
+        cle_far_field_error_A=cle_far, geometry_error_far_line_A=far_line if have_cores else nan,
+        cle_far_field_error_line_A=cle_far_line, core_bonds=split.core_bonds, bonds=split.bonds)
 
 
 #: The ½⟨111⟩ screw quadrupole in bcc W (P2 §4.2.1): the default system of every stage.
 W_SCREW = DislocationSystem(name="w-screw", symbol=SYMBOL, perfect_cell=bcc_cubic_cell,
                             cell=_w_screw_cell, neighbour_cutoff=nearest_neighbour_cutoff,
-                            a0_bracket_A=(2.5, 3.6), dipole_cell=_w_screw_dipole_cell)
+                            a0_bracket_A=(2.5, 3.6), dipole_cell=_w_screw_dipole_cell,
+                            cle_displacement=_w_screw_cle)

@@ -59,7 +59,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["DiamondShuffleEdge", "EdgeCell", "AXES", "BURGERS", "diamond_edge_unit_cell",
-           "edge_cell_repeats", "StrohField", "stroh_field", "periodic_edge_displacement",
+           "edge_cell_repeats", "StrohField", "stroh_field", "stroh_field_of",
+           "periodic_edge_displacement", "periodic_pair_displacement",
            "single_edge_displacement", "edge_quadrupole_cell"]
 
 #: Cell axes in cubic-crystal coordinates: x = glide direction ∥ b, y = glide-plane normal,
@@ -179,7 +180,13 @@ def stroh_field(a_A: float, C: np.ndarray) -> StrohField:
     C : (6, 6) ndarray
         Voigt elastic constants of the cubic crystal (cube axes; any unit).
     """
-    d = DiamondShuffleEdge(a_A, C=np.asarray(C, float), symbol="Si")
+    return stroh_field_of(DiamondShuffleEdge(a_A, C=np.asarray(C, float), symbol="Si"))
+
+
+def stroh_field_of(dislocation) -> StrohField:
+    """The Stroh data of any :class:`matscipy.dislocation.CubicCrystalDislocation` (built with
+    its elastic constants), in its cell frame: matscipy's ``AnisotropicDislocation``."""
+    d = dislocation
     d.init_adsl()
     s = d.ADstroh
     signs = np.sign(np.imag(s.Np))
@@ -233,16 +240,41 @@ def periodic_edge_displacement(xy_A: np.ndarray, cores_A: np.ndarray, signs: np.
                          "dipole moment")
     if not 0 < c0[1] < Ly_A / 2:
         raise ValueError("the first core must lie in 0 < y < Ly/2")
+    # pair A: +b at c0, −b at c0 + (Lx/2, 0); pair B: −b at c0 + (Lx/2, Ly/2), +b at
+    # c0 + (Lx, Ly/2) ≡ c0 + (0, Ly/2), i.e. minus the pair "+b at P_B, −b at P_B + Lx/2" with
+    # P_B = c0 + (Lx/2, Ly/2).
+    return periodic_pair_displacement(xy_A, ((c0, 1.0), (c0 + [Lx_A / 2, Ly_A / 2], -1.0)),
+                                      field, Lx_A, Ly_A)
+
+
+def periodic_pair_displacement(xy_A: np.ndarray, pairs, field: StrohField, Lx_A: float,
+                               Ly_A: float) -> np.ndarray:
+    """Periodic CLE displacement (m, 3), Å, of rows of dislocation pairs (module docstring).
+
+    Parameters
+    ----------
+    xy_A : (m, 2) ndarray
+        In-plane positions, Å, with 0 ≤ y < Ly.
+    pairs : sequence of ((2,) array, float)
+        (P, s): +s·b at P and −s·b at P + (Lx/2, 0), 0 < P_y < Ly. The signs s must sum to zero
+        (zero net Burgers vector per period along y).
+    field : StrohField
+        The single-dislocation solution, with m = ±x̂ and n = ŷ.
+    Lx_A, Ly_A : float
+        Orthogonal periods, Å.
+
+    The field jumps by exactly ±b on the segment between the cores of each pair.
+    """
+    if abs(sum(s for _, s in pairs)) > 1e-12:
+        raise ValueError("the pairs' signs must sum to zero")
     if abs(abs(field.m[0]) - 1) > 1e-12 or abs(field.n[1] - 1) > 1e-12:
         raise ValueError("expected m = ±x and n = y")
     sx = float(np.sign(field.m[0]))
     xy = np.asarray(xy_A, float)
     M = _image_rows(field, Lx_A, Ly_A)
     out = np.zeros((len(xy), 3))
-    # pair A: +b at c0, −b at c0 + (Lx/2, 0); pair B: −b at c0 + (Lx/2, Ly/2), +b at
-    # c0 + (Lx, Ly/2) ≡ c0 + (0, Ly/2), i.e. minus the pair "+b at P_B, −b at P_B + Lx/2" with
-    # P_B = c0 + (Lx/2, Ly/2).
-    for P, s in ((c0, 1.0), (c0 + [Lx_A / 2, Ly_A / 2], -1.0)):
+    for P, s in pairs:
+        P = np.asarray(P, float)
         d = xy - P
         eta_x = d[:, 0] * field.m[0]
         for a in range(6):

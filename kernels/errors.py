@@ -32,6 +32,15 @@ images and map images back to their atoms. The outcome does not depend on qhull'
 triangulation of co-spherical sites: for every non-degenerate Delaunay simplex, all sites within
 its circumsphere (relative tolerance ``rtol``) are gathered, so a co-spherical cluster gives the
 same pairs whichever way it was triangulated.
+
+Core and far field
+------------------
+For dislocations :func:`geometry_error_split` splits ‖Dw‖² over the stencil's bonds: a bond is
+a *core* bond when one of its sites lies closer than a radius (P2's experiments: 2|b|) to a
+dislocation core in the cross-section of x₀ (:func:`distance_to_cores_A`, periodic), the others
+make the *far field*. Every bond is in exactly one part, so core² + far² = total²; the same
+split of any displacement field (e.g. the difference of two CLE fields) is
+:func:`stencil_norm_split`.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ from matscipy.neighbours import neighbour_list
 from scipy.spatial import Delaunay, cKDTree
 
 __all__ = ["STENCILS", "Stencil", "stencil_pairs", "neighbour_pairs", "geometry_error",
-           "energy_error", "formation_energy_error", "rmse"]
+           "GeometryErrorSplit", "distance_to_cores_A", "core_bonds", "stencil_norm_split",
+           "geometry_error_split", "energy_error", "formation_energy_error", "rmse"]
 
 #: The readings of the stencil N(ℓ) (module docstring); the first is the default.
 STENCILS = ("voronoi", "voronoi-faces", "cutoff")
@@ -283,3 +293,99 @@ def rmse(predicted: np.ndarray, reference: np.ndarray) -> float:
     """Root-mean-square of ``predicted − reference`` over all entries."""
     d = np.asarray(predicted, float) - np.asarray(reference, float)
     return float(np.sqrt(np.mean(d * d)))
+
+
+@dataclass(frozen=True)
+class GeometryErrorSplit:
+    """‖Dw‖ (Å) split over the bonds of the stencil: near a dislocation core and the rest.
+
+    ``core_A² + far_A² = total_A²`` exactly: every bond (ordered pair of the stencil) is in one
+    part. ``core_bonds`` and ``bonds`` count the ordered pairs of the core part and of the whole
+    stencil.
+    """
+
+    total_A: float
+    core_A: float
+    far_A: float
+    core_bonds: int
+    bonds: int
+
+
+def distance_to_cores_A(positions_A: np.ndarray, cell_A: np.ndarray, cores_A: np.ndarray
+                        ) -> np.ndarray:
+    """In-plane distance (Å) of every site to the nearest dislocation core, periodically.
+
+    The dislocation lines run along z; a core is a point (x, y) of the cross-section. The
+    distance is taken in the plane spanned by the in-plane parts of the first two cell rows
+    (the third row may be tilted along the line, as in a dipole cell), over the nearest periodic
+    images of every core.
+
+    Parameters
+    ----------
+    positions_A : (n, 3) ndarray
+        Sites, Å (only x, y are used).
+    cell_A : (3, 3) ndarray
+        Cell rows, Å; the first two span the cross-section.
+    cores_A : (k, 2) ndarray
+        Core positions (x, y), Å.
+    """
+    xy = np.asarray(positions_A, float)[:, :2]
+    cores = np.asarray(cores_A, float).reshape(-1, 2)
+    if len(cores) == 0:
+        return np.full(len(xy), np.inf)
+    plane = np.asarray(cell_A, float)[:2, :2]
+    inv = np.linalg.inv(plane)
+    out = np.full(len(xy), np.inf)
+    shifts = np.array([[i, j] for i in (-1, 0, 1) for j in (-1, 0, 1)], float)
+    for c in cores:
+        f = (xy - c) @ inv
+        f -= np.round(f)                       # nearest image in fractional coordinates
+        d = (f[:, None, :] + shifts[None]) @ plane   # and its neighbours (skewed cells)
+        out = np.minimum(out, np.linalg.norm(d, axis=2).min(axis=1))
+    return out
+
+
+def core_bonds(positions0_A: np.ndarray, cell_A: np.ndarray, i: np.ndarray, j: np.ndarray,
+               cores_A: np.ndarray, radius_A: float) -> np.ndarray:
+    """Mask of the stencil's bonds (ℓ, m) = (i, j) with an end closer than ``radius_A`` (Å, in
+    the cross-section) to a dislocation core (:func:`distance_to_cores_A` of x₀)."""
+    near = distance_to_cores_A(positions0_A, cell_A, cores_A) < radius_A
+    return near[np.asarray(i)] | near[np.asarray(j)]
+
+
+def stencil_norm_split(w_A: np.ndarray, i: np.ndarray, j: np.ndarray, core: np.ndarray
+                       ) -> GeometryErrorSplit:
+    """‖Dw‖ (Å) of a displacement field ``w_A`` (n, 3) on the bonds (i, j), split by the mask
+    ``core`` (one entry per bond): the core part over the masked bonds, the far part over the
+    others."""
+    w = np.asarray(w_A, float)
+    Dw = w[np.asarray(j)] - w[np.asarray(i)]
+    sq = np.sum(Dw * Dw, axis=1)
+    core = np.asarray(core, bool)
+    c2, f2 = float(np.sum(sq[core])), float(np.sum(sq[~core]))
+    return GeometryErrorSplit(float(np.sqrt(c2 + f2)), float(np.sqrt(c2)), float(np.sqrt(f2)),
+                              int(core.sum()), int(len(core)))
+
+
+def geometry_error_split(positions0_A: np.ndarray, relaxed_A: np.ndarray,
+                         relaxed_ml_A: np.ndarray, cell_A: np.ndarray, stencil: Stencil,
+                         cores_A: np.ndarray, radius_A: float) -> GeometryErrorSplit:
+    """The geometry error ‖Dū − Dũ‖ (Å) of :func:`geometry_error`, split into a core part
+    (bonds with an end within ``radius_A`` of a dislocation core, in the cross-section of x₀)
+    and a far-field part (the other bonds); ``total_A`` is :func:`geometry_error`'s value.
+
+    Parameters
+    ----------
+    positions0_A, relaxed_A, relaxed_ml_A, cell_A, stencil
+        As :func:`geometry_error`.
+    cores_A : (k, 2) ndarray
+        Dislocation cores (x, y) of the cell, Å.
+    radius_A : float
+        Core radius, Å (e.g. 2|b|).
+    """
+    if not isinstance(stencil, Stencil):
+        raise TypeError(f"stencil must be a kernels.errors.Stencil, got {type(stencil).__name__}")
+    i, j = stencil.pairs(positions0_A, cell_A)
+    core = core_bonds(positions0_A, cell_A, i, j, cores_A, radius_A)
+    w = np.asarray(relaxed_A, float) - np.asarray(relaxed_ml_A, float)
+    return stencil_norm_split(w, i, j, core)

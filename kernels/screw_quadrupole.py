@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["ScrewCell", "cell_repeats", "periodic_screw_displacement", "screw_quadrupole_cell",
+           "anisotropic_screw_displacement", "screw_stroh_field",
            "bcc_screw_unit_cell"]
 
 #: Terms of the θ₁ product kept; the n-th factor differs from 1 by ≤ exp(−2π (n−1) Ly/Lx).
@@ -169,3 +170,75 @@ def screw_quadrupole_cell(a_A: float, repeats: tuple[int, int], symbol: str = "W
     x[:, 2] = np.mod(x[:, 2], b)
     return ScrewCell(x0, x, cell, cores, signs, float(b), (nx, ny),
                      tuple(bulk.get_chemical_symbols()))
+
+
+def anisotropic_screw_displacement(cell: ScrewCell, field) -> np.ndarray:
+    """The full periodic anisotropic CLE displacement (n, 3), Å, of a screw cell's four cores
+    at its perfect sites x₀, for the Stroh solution ``field`` of one of its screws.
+
+    Unlike the predictor of :func:`screw_quadrupole_cell` (the antiplane u_z = (b/2π)θ only),
+    this field carries the in-plane components that the anisotropy couples to the screw (zero
+    for an isotropic crystal, and for the a[001] screw of a cubic one) and depends on the
+    elastic constants through ``field``. The checkerboard is two rows of pairs along x, +b at
+    c₀ with −b at c₀ + (Lx/2, 0), and −b at c₀ + (0, Ly/2) with +b at c₀ + (Lx/2, Ly/2),
+    summed over their periodic images by
+    :func:`kernels.edge_quadrupole.periodic_pair_displacement` (the field is periodic and jumps
+    by exactly b, a lattice vector, on the segment between the cores of each pair).
+
+    Parameters
+    ----------
+    cell : ScrewCell
+        The cell (its cores, signs and orthogonal periods).
+    field : kernels.edge_quadrupole.StrohField or None
+        Stroh data of a +b screw in the cell frame (m = x̂, n = ŷ, b along ẑ), e.g.
+        :func:`screw_stroh_field`; None for an isotropic crystal, whose field is the
+        predictor's u_z = (b/2π)θ alone.
+    """
+    from .edge_quadrupole import periodic_pair_displacement  # noqa: PLC0415
+
+    if field is None:
+        u = np.zeros_like(np.asarray(cell.positions0_A, float))
+        x0 = np.asarray(cell.positions0_A, float)
+        Lx, Ly = float(cell.cell_A[0, 0]), float(cell.cell_A[1, 1])
+        u[:, 2] = periodic_screw_displacement(x0[:, :2], cell.cores_A, cell.signs,
+                                              cell.burgers_A, Lx, Ly)
+        return u
+
+    Lx, Ly = float(cell.cell_A[0, 0]), float(cell.cell_A[1, 1])
+    c = np.asarray(cell.cores_A, float)
+    expected = np.array([c[0], c[0] + [Lx / 2, 0], c[0] + [0, Ly / 2], c[0] + [Lx / 2, Ly / 2]])
+    if not np.allclose(c, expected, atol=1e-9) or not np.array_equal(cell.signs, [1, -1, -1, 1]):
+        raise ValueError("expected the checkerboard of screw_quadrupole_cell")
+    xy = np.asarray(cell.positions0_A, float)[:, :2].copy()
+    xy[:, 1] = np.mod(xy[:, 1], Ly)
+    return periodic_pair_displacement(xy, ((c[0], 1.0), (c[2], -1.0)), field, Lx, Ly)
+
+
+#: Smallest distance between Stroh eigenvalues below which the crystal counts as isotropic for
+#: the screw (the sextic eigenproblem is then degenerate and its eigenvectors meaningless).
+#: Measured on W's quadrupole: down to |A − 1| = 1e-6 the Stroh field is sound (u_z equal to
+#: the θ₁ field within 1e-8 Å, in-plane part ∝ A − 1); at A = 1 exactly it is not.
+STROH_DEGENERATE = 1e-6
+
+
+def screw_stroh_field(a_A: float, C: np.ndarray, symbol: str = "W", dislocation=None):
+    """matscipy's anisotropic Stroh solution of a screw (by default the ½[111] screw of a bcc
+    crystal) for lattice constant ``a_A`` (Å) and Voigt elastic constants ``C`` (6, 6; cube
+    axes, any unit: only their ratios enter), in the frame of :func:`bcc_screw_unit_cell`.
+
+    ``dislocation``: another matscipy dislocation class, called as ``dislocation(a_A, C=C)``
+    (e.g. a class whose first argument is a unit cell, wrapped in a lambda). Returns None when
+    the Stroh eigenvalues are degenerate (:data:`STROH_DEGENERATE`): an isotropic crystal, whose
+    screw field is (b/2π)θ alone (:func:`anisotropic_screw_displacement`)."""
+    from .edge_quadrupole import stroh_field_of  # noqa: PLC0415
+
+    if dislocation is None:
+        from matscipy.dislocation import BCCScrew111Dislocation  # noqa: PLC0415
+
+        d = BCCScrew111Dislocation(a_A, C=np.asarray(C, float), symbol=symbol)
+    else:
+        d = dislocation(a_A, C=np.asarray(C, float))
+    field = stroh_field_of(d)
+    p = np.asarray(field.p)
+    gap = np.abs(p[:, None] - p[None, :]) + np.diag(np.full(len(p), np.inf))
+    return None if gap.min() < STROH_DEGENERATE else field

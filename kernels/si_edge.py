@@ -35,7 +35,7 @@ from .dislocations import DislocationSystem
 from .edge_quadrupole import edge_cell_repeats, edge_quadrupole_cell
 
 __all__ = ["SI_EDGE", "SYMBOL", "PERFECT_CELLS", "diamond_perfect_cell", "si_edge_cell",
-           "si_edge_dipole_cell",
+           "si_edge_dipole_cell", "si_edge_cle_displacement",
            "diamond_neighbour_cutoff"]
 
 SYMBOL = "Si"
@@ -58,6 +58,14 @@ def si_edge_cell(a0_A: float, size: int, lattice=None):
                          "(LatticeReference from lattice_reference(model, SI_EDGE))")
     return edge_quadrupole_cell(a0_A, edge_cell_repeats(size),
                                 np.asarray(lattice.relaxed_elastic_eV_per_A3))
+
+
+def si_edge_cle_displacement(a0_A: float, size: int, C: np.ndarray) -> np.ndarray:
+    """The anisotropic CLE displacement (Å) of the simulation cell of side ≈ ``size`` a0 at its
+    perfect sites for elastic constants C (6, 6, cube axes): the predictor of
+    :func:`si_edge_cell` built with C instead of the reference's relaxed constants."""
+    c = edge_quadrupole_cell(a0_A, edge_cell_repeats(size), np.asarray(C, float))
+    return c.positions_A - c.positions0_A
 
 
 def si_edge_dipole_cell(a0_A: float, L: float, lattice=None):
@@ -85,4 +93,5 @@ SI_EDGE = DislocationSystem(name="si-edge", symbol=SYMBOL, perfect_cell=diamond_
                             dipole_cell=si_edge_dipole_cell,
                             # Kumagai: the L = 3 dipole (cores 3 a0 apart) glides together and
                             # annihilates; from L = 4 both cores stay (tests/test_dipole_cells.py)
-                            dipole_min_L=4.0)
+                            dipole_min_L=4.0,
+                            cle_displacement=si_edge_cle_displacement)

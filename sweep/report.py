@@ -24,6 +24,12 @@ writes into ``out_dir``:
     ε_FC_hom (%), fit time (s) per L and basis size.
 ``failures.csv``
     Every failed point with its error message.
+``figures/core-far_*.png``, ``core_far_slopes.csv``, ``core_far_points.csv``
+    P2 stores only: the geometry error split into its core part (bonds within 2|b| of a core)
+    and far field, their slopes vs L with verdicts, the far field against what linear
+    elasticity with the fitted C predicts, and the fitted cubic C and Zener anisotropy against
+    the reference's (:func:`core_far_slope_table`, :func:`plot_core_far`). Stores written
+    before these variables existed get a note instead.
 P1 Table 2 side by side
     For a P1 vacancy store with L = 8 r0, the paper's published Table 2 rows at L = 8 r0
     (:mod:`sweep.paper_values`) next to the store's fits.
@@ -66,6 +72,10 @@ __all__ = [
     "curve_dimension",
     "slope_table",
     "fit_quality_table",
+    "core_far_slope_table",
+    "plot_core_far",
+    "trend_verdict",
+    "is_p2_store",
 ]
 
 #: Variables whose rates the theorems predict, in plotting order.
@@ -645,6 +655,262 @@ def _paper_table2_rows(ds: xr.Dataset, L_r0: int = PAPER_L_R0) -> list[list[Any]
     return rows if len(rows) > len(_paper.p1_table2(L_r0)) else []
 
 
+# --------------------------------------------------------------------------- P2: core vs far field
+#: The stored evidence of P2 stores on where the geometry error sits
+#: (:data:`sweep.experiments.p2_dislocations.EVIDENCE_VARIABLES`).
+CORE_FAR_VARIABLES = ("geometry_error_core", "geometry_error_far", "cle_far_field_error")
+LINE_VARIABLES = ("geometry_error_far_line", "cle_far_field_error_line")
+ELASTIC_VARIABLES = ("elastic_c11", "elastic_c12", "elastic_c44", "zener_anisotropy")
+REFERENCE_ELASTIC_VARIABLES = ("reference_c11", "reference_c12", "reference_c44",
+                               "reference_zener_anisotropy")
+EVIDENCE_VARIABLES = (CORE_FAR_VARIABLES + LINE_VARIABLES + ELASTIC_VARIABLES
+                      + REFERENCE_ELASTIC_VARIABLES)
+_EVIDENCE_LABELS = {"geometry_error_core": "core", "geometry_error_far": "far field",
+                    "cle_far_field_error": "CLE prediction (far field)"}
+
+
+def is_p2_store(ds: xr.Dataset) -> bool:
+    """Whether a store is one of P2's dislocation experiments."""
+    return str(ds.sweep.experiment or "").startswith("p2-")
+
+
+def trend_verdict(slope: float, ci_low: float, ci_high: float, n_points: int, *,
+                  max_half_width: float = MAX_HALF_WIDTH) -> str:
+    """The verdict on a slope the theory does not predict (the core part of the geometry
+    error): ``"inconclusive (CI ± h > 0.5)"`` when the 95 % interval is wider than
+    ``max_half_width``, else ``"falls with L"`` / ``"grows with L"`` when the interval excludes
+    0 and ``"stalls (CI contains 0)"`` when it does not; too few points as
+    :func:`sweep.analysis.verdict`."""
+    if not np.isfinite(slope):
+        return f"too few points ({n_points} < {MIN_POINTS})" if n_points < MIN_POINTS else "x does not vary"
+    half = 0.5 * (ci_high - ci_low)
+    if half > max_half_width:
+        return f"inconclusive (CI ± {half:.2g} > {max_half_width:g})"
+    if ci_high < 0:
+        return "falls with L"
+    if ci_low > 0:
+        return "grows with L"
+    return "stalls (CI contains 0)"
+
+
+def core_far_slope_table(matched: xr.Dataset) -> tuple[list[dict], list[str]]:
+    """Slopes vs L of the core and far-field geometry errors and of the CLE prediction.
+
+    Parameters
+    ----------
+    matched : xarray.Dataset
+        A P2 store at matched accuracy (:meth:`sweep.analysis.SweepAccessor.matched_accuracy`),
+        holding :data:`CORE_FAR_VARIABLES`.
+
+    Returns
+    -------
+    rows : list of dict
+        One row per variable and group (the store's other dimensions, observation set among
+        them): ``slope``, ``ci_low``, ``ci_high`` (95 % t interval), ``n_points``,
+        ``predicted`` and ``verdict``. The far field (and its CLE prediction) is held to the
+        observation set's design rate of the geometry error (P2 Table 1: stalls for E+F, L⁻¹
+        with the CLE rows, L⁻² with the nonlinear ones: the rates are the far-field terms of
+        the bound) with :func:`sweep.analysis.verdict`; the core part, which the theory
+        bounds by the L-independent ε_F, gets :func:`trend_verdict`.
+    notes : list of str
+        Fits that could not be made.
+    """
+    rows: list[dict] = []
+    notes: list[str] = []
+    for var in CORE_FAR_VARIABLES:
+        if var not in matched.data_vars:
+            continue
+        try:
+            res = matched.sweep.slope(var, against="L")
+        except ValueError as exc:
+            notes.append(f"{var} vs L: {exc}")
+            continue
+        dims = list(res["slope"].dims)
+        for index in np.ndindex(*(res.sizes[d] for d in dims)) if dims else [()]:
+            sel = dict(zip(dims, index))
+            one = res.isel(sel)
+            row: dict[str, Any] = {"variable": var, "part": _EVIDENCE_LABELS[var]}
+            for d in dims:
+                row[d] = _value(res[d].values[sel[d]]) if d in res.coords else sel[d]
+            obs = str(row.get("observations", _observations_of(matched)))
+            slope, lo, hi = float(one["slope"]), float(one["ci_low"]), float(one["ci_high"])
+            n = int(one["n_points"])
+            if var == "geometry_error_core":
+                pred = float("nan")
+                v = trend_verdict(slope, lo, hi, n)
+            else:
+                p = matched.sweep.predicted_slope("geometry_error", "L", obs)
+                pred = float("nan") if p is None else float(p)
+                v = verdict(slope, lo, hi, pred, "L", n)
+            row.update(slope=slope, ci_low=lo, ci_high=hi, n_points=n, predicted=pred,
+                       verdict=v, x_min=float(one["x_min"]), x_max=float(one["x_max"]))
+            rows.append(row)
+    return rows, notes
+
+
+def _done_points(ds: xr.Dataset, names: Sequence[str]) -> list[dict]:
+    """One dict per finished point: its labels and the values of ``names`` present."""
+    dims = [d for d in ds.sweep.point_dims if d in ds.dims]
+    done = np.asarray(ds.sweep.done.transpose(*dims).values, bool)
+    vals = {n: np.asarray(ds[n].transpose(*dims).values, float) for n in names if n in ds}
+    out = []
+    for index in zip(*np.nonzero(done)):
+        row = {d: _value(ds[d].values[i]) if d in ds.coords else int(i) for d, i in zip(dims, index)}
+        row.update({n: float(v[index]) for n, v in vals.items()})
+        out.append(row)
+    return out
+
+
+def plot_core_far(ds: xr.Dataset, *, title: str | None = None) -> Figure:
+    """Three panels against L (one curve per observation set): the core (solid) and far-field
+    (dashed) geometry errors, Å, with their slopes in the legend; the measured far-field error
+    (solid) and what the CLE field with the fitted C predicts (dotted), Å; the fitted Zener
+    anisotropy 2C44/(C11 − C12) against the reference's (grey line).
+
+    ``ds``: a P2 store reduced to ``L`` and ``observations`` (e.g. a slice of the matched-accuracy
+    selection), holding :data:`EVIDENCE_VARIABLES`."""
+    fig, axes = _new_figure(3)
+    curves = "observations" if "observations" in ds.dims else None
+    keep = ["L"] + ([curves] if curves else [])
+    obs_values = [str(v) for v in ds["observations"].values] if curves else [_observations_of(ds)]
+    colors = {}
+
+    def series(var):
+        x, y = _usable(ds, "L", var, keep)
+        if curves is None:
+            x, y = x.expand_dims("observations", -1), y.expand_dims("observations", -1)
+        x, y = x.transpose("L", ...), y.transpose("L", ...)
+        return np.asarray(x.values, float), np.asarray(y.values, float)
+
+    panels = ((axes[0], (("geometry_error_core", "-", "core"), ("geometry_error_far", "--", "far"))),
+              (axes[1], (("geometry_error_far", "-", "far"), ("cle_far_field_error", ":", "CLE"))))
+    for ax, spec in panels:
+        drawn = 0
+        for var, ls, short in spec:
+            if var not in ds:
+                continue
+            xs, ys = series(var)
+            for j, obs in enumerate(obs_values):
+                ok = np.isfinite(xs[:, j]) & np.isfinite(ys[:, j])
+                if not ok.any():
+                    continue
+                s = _curve_slope(xs[:, j], ys[:, j])
+                line, = ax.plot(xs[ok, j], ys[ok, j], ls=ls, marker="o", ms=4,
+                                color=colors.get(obs),
+                                label=f"{obs} {short}" + (f" (slope {s:.2f})" if np.isfinite(s) else ""))
+                colors.setdefault(obs, line.get_color())
+                drawn += 1
+        ax.set_xlabel(axis_label(ds, "L"))
+        ax.set_ylabel("geometry error part (Å)")
+        if drawn:
+            _style(ax)
+            _integer_ticks(ax, np.asarray(ds["L"].values, float))
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no finished points", transform=ax.transAxes, ha="center", va="center")
+    axes[0].set_title("core (< 2|b|) and far field", fontsize=9)
+    axes[1].set_title("far field: measured vs CLE with fitted C", fontsize=9)
+    ax = axes[2]
+    if "zener_anisotropy" in ds:
+        xs, ys = series("zener_anisotropy")
+        for j, obs in enumerate(obs_values):
+            ok = np.isfinite(xs[:, j]) & np.isfinite(ys[:, j])
+            if ok.any():
+                ax.plot(xs[ok, j], ys[ok, j], "o-", ms=4, color=colors.get(obs), label=obs)
+        ref = np.asarray(ds["reference_zener_anisotropy"].values, float) if "reference_zener_anisotropy" in ds else []
+        ref = np.asarray(ref).ravel()
+        ref = ref[np.isfinite(ref)]
+        if ref.size:
+            ax.axhline(float(np.median(ref)), color="0.5", lw=1.5, label=f"reference A = {float(np.median(ref)):.3f}")
+        ax.set_xscale("log")
+        _integer_ticks(ax, np.asarray(ds["L"].values, float))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    ax.set_xlabel(axis_label(ds, "L"))
+    ax.set_ylabel("Zener anisotropy 2C44/(C11 − C12)")
+    ax.set_title("fitted vs reference anisotropy", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _core_far_section(doc: "_Doc", ds: xr.Dataset, matched: xr.Dataset | None, out: Path,
+                      figdir: Path, experiment: str) -> None:
+    """The report's "Core vs far field" section of a P2 store (skipped, with a note, for stores
+    written before the evidence variables were stored)."""
+    doc.h(2, "Core vs far field (P2: where the geometry error sits)")
+    missing = [v for v in EVIDENCE_VARIABLES if v not in ds.data_vars]
+    if missing:
+        doc.p("Skipped: this store does not hold " + ", ".join(missing) + " (it was written "
+              "before P2 points stored the core/far-field split, the fitted elastic constants and "
+              "the CLE prediction, or its experiment does not store them). Run the spec into a new "
+              "store to get this section.")
+        return
+    src = matched if matched is not None else ds
+    doc.p("‖Dw‖² (P2 eq. A.2, the stencil of the geometry error) is split over its bonds: the "
+          "core part holds the bonds with a site closer than 2|b| to a dislocation core of the "
+          "simulation cell (in the cross-section of x₀), the far field the others "
+          "(core² + far² = total²). 'CLE prediction' is the far-field norm of "
+          "u_CLE(C̃) − u_CLE(C), the simulation cell's anisotropic CLE fields with the fitted and "
+          "the reference elastic constants: the far-field error linear elasticity attributes "
+          "to the fitted C. Slopes vs L at matched accuracy, 95 % t intervals; the far field is "
+          "held to the observation set's rate (P2 Table 1: 0 / −1 / −2 for E+F / +CLE / +NL), the "
+          "core part (bounded by the L-independent ε_F) only to whether it falls, stalls or grows. "
+          f"Verdicts are 'inconclusive' when the interval is wider than ± {MAX_HALF_WIDTH:g}.")
+    rows, notes = core_far_slope_table(src)
+    gdims = [d for d in ds.sweep.point_dims if d not in ("L", "basis_size") and any(d in r for r in rows)
+             and ds.sizes.get(d, 1) > 1]
+    _write_csv(out / "core_far_slopes.csv", rows,
+               ["variable", "part", *gdims, "slope", "ci_low", "ci_high", "n_points", "predicted",
+                "verdict", "x_min", "x_max"])
+    doc.links([("core_far_slopes.csv", "core_far_slopes.csv"), ("core_far_points.csv", "core_far_points.csv")])
+    if rows:
+        doc.table(["part", *[SHORT.get(d, d) for d in gdims], "slope", "95 % CI", "n", "predicted", "verdict"],
+                  [[r["part"], *[r.get(d, "") for d in gdims], r["slope"],
+                    f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if np.isfinite(r["slope"]) else "—",
+                    r["n_points"], r["predicted"], r["verdict"]] for r in rows])
+    if notes:
+        doc.ul(notes)
+    names = ["geometry_error", *EVIDENCE_VARIABLES, "elastic_constant_error", "rmse_forces"]
+    pts = _done_points(src, names)
+    pdims = [d for d in ds.sweep.point_dims if pts and d in pts[0] and ds.sizes.get(d, 1) > 1]
+    for r in pts:
+        tot = r.get("geometry_error", np.nan)
+        r["core_share"] = (r["geometry_error_core"] / tot) ** 2 if tot > 0 else np.nan
+        far, cle = r["geometry_error_far"], r["cle_far_field_error"]
+        r["cle_over_far"] = cle / far if far > 0 else np.nan
+    _write_csv(out / "core_far_points.csv", pts, [*pdims, *names, "core_share", "cle_over_far"])
+    if pts:
+        doc.p("Per point (matched accuracy): the geometry error and its parts (Å), the core's "
+              "share of ‖Dw‖², the far field against its CLE prediction (Å), both also for the "
+              "displacement component along the dislocation line alone (the antiplane part of a "
+              "screw), and the fitted cubic elastic constants (GPa) and Zener anisotropy "
+              "A = 2C44/(C11 − C12).")
+        doc.table([*[SHORT.get(d, d) for d in pdims], "g (Å)", "core (Å)", "far (Å)", "core share",
+                   "far, line comp. (Å)", "far, CLE prediction (Å)", "CLE, line comp. (Å)",
+                   "CLE / far", "C11", "C12", "C44", "A", "eC (%)"],
+                  [[*[r[d] for d in pdims], r["geometry_error"], r["geometry_error_core"],
+                    r["geometry_error_far"], r["core_share"], r["geometry_error_far_line"],
+                    r["cle_far_field_error"], r["cle_far_field_error_line"], r["cle_over_far"], *(f"{r[k]:.1f}" for k in ELASTIC_VARIABLES[:3]),
+                    f"{r['zener_anisotropy']:.4f}", r.get("elastic_constant_error", np.nan)]
+                   for r in pts])
+        ref = pts[0]
+        doc.p(f"Reference: C11 = {ref['reference_c11']:.1f}, C12 = {ref['reference_c12']:.1f}, "
+              f"C44 = {ref['reference_c44']:.1f} GPa, A = {ref['reference_zener_anisotropy']:.4f}. "
+              "Cubic constants are the means of their three cubic copies of the 6 × 6 C (cube "
+              "axes; internally relaxed for multilattices); eC is elastic_constant_error, the "
+              "Frobenius error of the whole 6 × 6 C.")
+    fig_dims = [d for d in ds.sweep.point_dims if d in src.dims and d not in ("L", "observations", "basis_size")]
+    for labels, sub in _iter_groups(src, fig_dims):
+        if not np.asarray(sub.sweep.done.values).any():
+            continue
+        name = f"core-far_{_slug('_'.join(f'{SHORT.get(k, k)}{v}' for k, v in labels.items()))}.png"
+        _save(plot_core_far(sub, title=f"{experiment}: {_group_label(labels)}"), figdir / name)
+        doc.img(f"figures/{name}", f"Core vs far field, {_group_label(labels) or 'all points'}: core "
+                "(solid) and far-field (dashed) geometry error; measured far field (solid) and its "
+                "CLE prediction with the fitted C (dotted); fitted vs reference Zener anisotropy")
+
+
 # --------------------------------------------------------------------------- document
 class _Doc:
     """A tiny document model rendered both as Markdown and as HTML."""
@@ -994,8 +1260,15 @@ def write_report(
     if not n_fig:
         doc.p("No figures: no finished points yet.")
 
+    # ---- P2: core vs far field
+    if is_p2_store(ds) and counts["done"] and "L" in ds.dims:
+        _core_far_section(doc, ds, matched, out, figdir, experiment)
+
     doc.h(2, "Files")
     files = [("index.html", "index.html"), ("slopes.csv", "slopes.csv"), ("fit_quality.csv", "fit_quality.csv")]
+    if (out / "core_far_slopes.csv").exists() and is_p2_store(ds):
+        files += [("core_far_slopes.csv", "core_far_slopes.csv"),
+                  ("core_far_points.csv", "core_far_points.csv")]
     if failures:
         files.append(("failures.csv", "failures.csv"))
     doc.links(files)

@@ -24,6 +24,12 @@ def test_tiny_nial_sweep_into_zarr(tmp_path):
         assert np.all(np.isfinite(ds[v].values)), v
     assert np.all(ds["geometry_error"].values > 0)
     assert ds["geometry_error"].attrs["units"] == "Å"
+    # along the fourfold [001] axis the screw's CLE field does not depend on a cubic C: the
+    # fitted C, cubic like the crystal, predicts no far-field error, whatever its error
+    assert np.all(ds["cle_far_field_error"].values < 1e-6)
+    g, core, far = (ds[v].values for v in ("geometry_error", "geometry_error_core",
+                                           "geometry_error_far"))
+    np.testing.assert_allclose(core**2 + far**2, g**2, rtol=1e-12)
 
 
 def test_nial_spec_rejects_the_w_reference():

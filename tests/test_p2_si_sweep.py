@@ -113,6 +113,13 @@ def test_tiny_si_sweep_into_zarr(tmp_path):
     for v in ("geometry_error", "energy_error", "rmse_forces", "rmse_virial"):
         assert np.all(np.isfinite(ds[v].values)) and np.all(ds[v].values > 0)
     assert ds.attrs["a0_A"] == pytest.approx(5.429, abs=5e-4)
+    # the core/far split adds up; the CLE rows bring the predicted far-field error from C down
+    g, core, far = (ds[v].values for v in ("geometry_error", "geometry_error_core",
+                                           "geometry_error_far"))
+    np.testing.assert_allclose(core**2 + far**2, g**2, rtol=1e-12)
+    cle = ds["cle_far_field_error"].sel(observations=["E+F", "E+F+CLE"]).values.ravel()
+    assert np.all(np.isfinite(cle)) and cle[1] < cle[0]
+    assert ds["reference_c11"].attrs["units"] == "GPa"
 
 
 @pytest.mark.slow

@@ -47,6 +47,31 @@ def test_tiny_p2_sweep_into_zarr(tmp_path):
     assert el[1] < el[0]  # fitting the elastic rows lowers the elastic-constant error
     assert np.all(np.isfinite(ds["geometry_error"].values))
     assert ds.attrs["a0_A"] == pytest.approx(3.1648, abs=1e-4)
+    # the evidence on where the error sits, with units
+    from sweep.experiments.p2_dislocations import EVIDENCE_VARIABLES
+
+    for name, (_, units, long_name, _) in EVIDENCE_VARIABLES.items():
+        assert ds[name].attrs["units"] == units and ds[name].attrs["long_name"] == long_name
+        assert np.all(np.isfinite(ds[name].values)), name
+    assert ds["geometry_error_core"].attrs["units"] == "Å"
+    assert ds["elastic_c44"].attrs["units"] == "GPa"
+    g, core, far = (ds[v].values for v in ("geometry_error", "geometry_error_core",
+                                           "geometry_error_far"))
+    np.testing.assert_allclose(core**2 + far**2, g**2, rtol=1e-12)
+    assert np.all(core > 0) and np.all(far > 0)
+    assert np.all(ds["geometry_error_far_line"].values <= far)
+    assert np.all(ds["cle_far_field_error_line"].values <= ds["cle_far_field_error"].values)
+    from kernels.dislocations import cubic_constants_and_anisotropy, lattice_reference
+    from kernels.eam import zhou2001_tungsten
+
+    ref = cubic_constants_and_anisotropy(lattice_reference(zhou2001_tungsten()).elastic_eV_per_A3)
+    for k, name in enumerate(("reference_c11", "reference_c12", "reference_c44",
+                              "reference_zener_anisotropy")):
+        np.testing.assert_allclose(ds[name].values, ref[k], rtol=1e-9)
+    # the CLE rows bring the fitted C to the reference's, and with it the CLE prediction to 0
+    c44 = np.abs(ds["elastic_c44"].sel(observations=["E+F", "E+F+CLE"]).values.ravel() - ref[2])
+    cle = ds["cle_far_field_error"].sel(observations=["E+F", "E+F+CLE"]).values.ravel()
+    assert c44[1] < c44[0] and cle[1] < cle[0]
 
 
 @pytest.mark.slow

@@ -19,6 +19,11 @@ training-cell size in a0, ``observations`` one of ``E+F``, ``E+F+CLE``, ``E+F+CL
 extra dimension ``rattle_A`` the rattle amplitude α (Å; every atom moves by at most α, JuLIP's rattle!). Weight tables hold W_E, W_F, W_V1
 (``elastic``) and W_V2 (``nonlinear_elastic``).
 
+Besides the common variables every point stores :data:`EVIDENCE_VARIABLES`: the geometry error
+split into its core part (bonds within 2|b| of a core) and far field, the far-field error the
+anisotropic CLE field with the fitted C predicts, and the fitted and reference cubic elastic
+constants (GPa) and Zener anisotropy — what ``sweep report``'s "Core vs far field" section shows.
+
 Other systems reuse these adapters and :func:`build` with a :class:`P2System` (the kernels'
 :class:`kernels.dislocations.DislocationSystem`, its reference models and its defect label):
 :mod:`sweep.experiments.p2_si_edge` is the edge in Si, :mod:`sweep.experiments.p2_nial_screw`
@@ -43,8 +48,9 @@ from ..spec import (DOMAIN_ALLOWED, DOMAIN_OPTIONAL, FIT_ALLOWED, FIT_OPTIONAL, 
                     check_ace_table)
 from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL
 
-__all__ = ["EXPERIMENT", "REFERENCE_MODELS", "lattice", "simulation", "training", "design", "fit",
-           "point", "build", "P2System", "W_SCREW"]
+__all__ = ["EXPERIMENT", "REFERENCE_MODELS", "VARIABLES", "EVIDENCE_VARIABLES", "lattice",
+           "simulation", "training", "design", "fit", "point", "evidence_values", "build",
+           "P2System", "W_SCREW"]
 
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
@@ -74,6 +80,37 @@ VARIABLES = {
     "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
     "elastic_constant_error": ("f8", "%", "relative (Frobenius) error of the 6×6 elastic "
                                "constants ∂²W_cb of the perfect crystal", np.nan),
+}
+
+_CORE = f"{dk.CORE_RADIUS_BURGERS:g} |b|"
+#: Where the geometry error sits and what linear elasticity with the fitted C predicts for the
+#: far field (:class:`kernels.dislocations.DislocationPrediction`), and the cubic elastic
+#: constants of the fitted model and of the reference (cube axes; for multilattices the
+#: internally relaxed ones): the evidence behind a geometry error that does or does not stall
+#: with L. Stores written before these existed lack them; ``sweep report`` then says so.
+EVIDENCE_VARIABLES = {
+    "geometry_error_core": ("f8", "Å", "geometry error ‖Dw‖ over the stencil bonds with a site "
+                            f"within {_CORE} of a dislocation core of the simulation cell",
+                            np.nan),
+    "geometry_error_far": ("f8", "Å", "geometry error ‖Dw‖ over the other stencil bonds (far "
+                           "field); core² + far² = geometry_error²", np.nan),
+    "cle_far_field_error": ("f8", "Å", "far-field ‖Dw‖ of u_CLE(fitted C) − u_CLE(reference C), "
+                            "the anisotropic CLE fields of the simulation cell's dislocations: "
+                            "the far-field error linear elasticity predicts", np.nan),
+    "geometry_error_far_line": ("f8", "Å", "far-field geometry error of the displacement "
+                                "component along the dislocation line (z) alone", np.nan),
+    "cle_far_field_error_line": ("f8", "Å", "cle_far_field_error of the component along the "
+                                 "dislocation line (z) alone (antiplane for a screw)", np.nan),
+    "elastic_c11": ("f8", "GPa", "C11 of the fitted model (cubic mean)", np.nan),
+    "elastic_c12": ("f8", "GPa", "C12 of the fitted model (cubic mean)", np.nan),
+    "elastic_c44": ("f8", "GPa", "C44 of the fitted model (cubic mean)", np.nan),
+    "zener_anisotropy": ("f8", "1", "Zener anisotropy 2 C44 / (C11 − C12) of the fitted model",
+                         np.nan),
+    "reference_c11": ("f8", "GPa", "C11 of the reference model (cubic mean)", np.nan),
+    "reference_c12": ("f8", "GPa", "C12 of the reference model (cubic mean)", np.nan),
+    "reference_c44": ("f8", "GPa", "C44 of the reference model (cubic mean)", np.nan),
+    "reference_zener_anisotropy": ("f8", "1", "Zener anisotropy 2 C44 / (C11 − C12) of the "
+                                   "reference model", np.nan),
 }
 
 
@@ -153,8 +190,9 @@ def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.Simu
     ``geometry`` is the spec's ``[geometry]`` table (the geometry error's stencil)."""
     fitted, rows_time_s = fit_and_time
     basis = basis_for(ace, basis_size, system)
+    C_ml = getattr(fitted, "elastic_eV_per_A3", None)
     p = dk.predict(basis, fitted.coeffs, sim, lat, tasks.relax_options(relax), system.kernel,
-                   tasks.stencil_reading(geometry))
+                   tasks.stencil_reading(geometry), elastic_eV_per_A3=C_ml)
     x, c, s = system.kernel.perfect_cell(lat.a0_A)
     K_ref = force_constants(system.models[reference](), x, c, s)
     K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
@@ -162,7 +200,26 @@ def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.Simu
             "rmse_virial": fitted.rmse_virial_eV,
             "elastic_constant_error": fitted.elastic_constant_error_percent,
             # stored only where declared (P2-Si); equal to the above for W and NiAl
-            "clamped_elastic_constant_error": fitted.clamped_elastic_constant_error_percent}
+            "clamped_elastic_constant_error": fitted.clamped_elastic_constant_error_percent,
+            **evidence_values(p, C_ml, lat)}
+
+
+def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference) -> dict:
+    """The :data:`EVIDENCE_VARIABLES` of one point: the core/far split and CLE prediction of
+    the prediction ``p`` (Å) and the cubic constants (GPa) of the fitted C ``C_ml`` (eV/Å³,
+    None: NaN) and of the reference."""
+    fitted = dk.cubic_constants_and_anisotropy(C_ml) if C_ml is not None else (np.nan,) * 4
+    ref = dk.cubic_constants_and_anisotropy(dk.reference_elastic_constants(lat))
+    names = ("c11", "c12", "c44")
+    return {"geometry_error_core": p.geometry_error_core_A,
+            "geometry_error_far": p.geometry_error_far_A,
+            "cle_far_field_error": p.cle_far_field_error_A,
+            "geometry_error_far_line": p.geometry_error_far_line_A,
+            "cle_far_field_error_line": p.cle_far_field_error_line_A,
+            **{f"elastic_{k}": v for k, v in zip(names, fitted)},
+            "zener_anisotropy": fitted[3],
+            **{f"reference_{k}": v for k, v in zip(names, ref)},
+            "reference_zener_anisotropy": ref[3]}
 
 
 def training_seeds(spec, L: int, rattle_A: float, defect: str = "screw") -> tuple[int, int]:
@@ -243,4 +300,4 @@ EXPERIMENT = register(Experiment(
                                         "P2 eq. A.6)", "1")},
     extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "rattle amplitude α (largest displacement, JuLIP rattle!)",
                                                    "units": "Å"}),),
-    variables=VARIABLES, species=("W",)))
+    variables={**VARIABLES, **EVIDENCE_VARIABLES}, species=("W",)))

@@ -47,4 +47,4 @@ EXPERIMENT = register(Experiment(
     optional=dict(p2.EXPERIMENT.optional),
     optional_weight_fields=dict(p2.EXPERIMENT.optional_weight_fields),
     weight_attrs=dict(p2.EXPERIMENT.weight_attrs), extra_dims=p2.EXPERIMENT.extra_dims,
-    variables=dict(p2.VARIABLES), species=("Ni", "Al")))
+    variables={**p2.VARIABLES, **p2.EVIDENCE_VARIABLES}, species=("Ni", "Al")))

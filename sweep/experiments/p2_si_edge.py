@@ -39,6 +39,7 @@ ALLOWED = {**p2.ALLOWED, "defect": ("edge",), "reference.model": tuple(REFERENCE
 
 VARIABLES = {
     **p2.VARIABLES,
+    **p2.EVIDENCE_VARIABLES,
     "elastic_constant_error": ("f8", "%", "relative (Frobenius) error of the 6×6 internally "
                                "relaxed elastic constants C⁰ − MΦ⁺Mᵀ/V of the perfect crystal "
                                "(those of the far field)", np.nan),
