@@ -11,6 +11,7 @@ experiment are in its module's docstring (e.g. :mod:`sweep.experiments.p1_point_
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from dask.base import tokenize
@@ -28,11 +29,15 @@ CACHED_PREFIX = "cached-"
 
 @dataclass
 class SweepGraph:
-    """Submitted futures: ``points`` maps each grid point to its future; ``stages`` counts the
-    tasks that compute, per stage; ``cached`` counts the stages loaded from the intermediate
-    cache; ``parents`` lets the runner release intermediates once no point needs them;
-    ``attr_sources`` maps Dataset attributes to ``(future, getter)`` recorded after the run;
-    ``entries`` maps the Dask key of every cacheable computing task to its cache entry's path."""
+    """The tasks of a sweep, submitted a window of points at a time.
+
+    ``points`` maps each submitted, not yet written grid point to its future; ``waiting`` holds
+    the points not submitted yet, in grid order (:meth:`submit_more` submits the next ones);
+    ``stages`` counts the tasks submitted that compute, per stage; ``cached`` the stages loaded
+    from the intermediate cache; ``parents`` lets the runner release intermediates once no
+    point needs them; ``attr_sources`` maps Dataset attributes to ``(future, getter)`` recorded
+    after the run; ``entries`` maps the Dask key of every cacheable computing task to its cache
+    entry's path."""
 
     points: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
@@ -40,6 +45,22 @@ class SweepGraph:
     parents: dict = field(default_factory=dict)
     attr_sources: dict = field(default_factory=dict)
     entries: dict = field(default_factory=dict)
+    waiting: deque = field(default_factory=deque)
+    _submit_point: object = None
+
+    def submit_more(self, n: int) -> dict:
+        """Submit the next ``n`` waiting points (with whatever they need that is not
+        submitted yet); returns their futures by point."""
+        out = {}
+        while self.waiting and len(out) < n:
+            pt = self.waiting.popleft()
+            out[pt] = self._submit_point(pt)
+        return out
+
+    @property
+    def unfinished(self) -> int:
+        """Points submitted and not yet taken out of :attr:`points`, plus those waiting."""
+        return len(self.points) + len(self.waiting)
 
 
 def task_key(stage: str, spec: Spec, *coords) -> str:
@@ -50,16 +71,14 @@ def task_key(stage: str, spec: Spec, *coords) -> str:
 
 @dataclass(eq=False)
 class _Node:
-    """One stage at some coordinates, not yet submitted. ``cache_ident`` digests everything
-    its value depends on (None: something has no canonical form, see
-    :func:`sweep.cache.canonical`)."""
+    """One stage at some coordinates, not yet submitted (its cache identity, see
+    :func:`_identify`, is computed when it is submitted, for cacheable stages only)."""
 
     stage: str
     key: str
     label: str
     fn: object
     args: tuple
-    cache_ident: str | None
 
 
 def _identify(stage, key, fn, args) -> str | None:
@@ -69,23 +88,71 @@ def _identify(stage, key, fn, args) -> str | None:
         return None
 
 
+#: Default number of points submitted at once (Dask config ``sweep.graph.window_points``): the
+#: scheduler and the client hold the tasks of at most this many points (plus the shared stages
+#: they need), whatever the size of the grid.
+WINDOW_POINTS = 10_000
+
+
+def window_points() -> int:
+    """How many points :func:`build_graph` submits at first (and the runner keeps in flight)."""
+    import dask  # noqa: PLC0415
+
+    return max(1, int(dask.config.get("sweep.graph.window_points", WINDOW_POINTS)))
+
+
 def build_graph(client, spec: Spec, todo: list[PointIndex],
-                cache: ic.IntermediateCache | None = None) -> SweepGraph:
-    """Submit the tasks needed for the grid points ``todo`` (and nothing else); with ``cache``,
-    load the stages it holds and persist the others as they finish."""
+                cache: ic.IntermediateCache | None = None,
+                window: int | None = None) -> SweepGraph:
+    """Submit the tasks needed for the first ``window`` grid points of ``todo`` (default
+    :func:`window_points`; the rest wait for :meth:`SweepGraph.submit_more`), and nothing else;
+    with ``cache``, load the stages it holds and persist the others as they finish.
+
+    A shared stage is submitted once, with the first point that needs it, and the graph keeps
+    its future only while a waiting point still needs it (the scheduler keeps it while a
+    submitted task does)."""
     g = SweepGraph()
     nodes: dict = {}
+    # the fingerprint is part of every task key (task_key); computed once, the build is linear
+    fingerprint = spec.fingerprint()
 
     def submit(stage, coords, fn, *args):
-        key = task_key(stage, spec, *coords)
+        label = "-".join(str(c) for c in coords)
+        key = f"{stage}-{label}-{tokenize(fingerprint, *coords)}"
         if key not in nodes:
-            label = "-".join(str(c) for c in coords)
-            nodes[key] = _Node(stage, key, label, fn, args, _identify(stage, key, fn, args))
+            nodes[key] = _Node(stage, key, label, fn, args)
         return nodes[key]
 
     points, parents, attr_sources = spec.definition.build(submit, spec, todo)
-    fingerprint = spec.fingerprint()
+    nodes.clear()  # the points hold what they need; the rest is garbage once they are written
     futures: dict = {}
+
+    def children(obj, out: list):
+        if isinstance(obj, _Node):
+            out.append(obj)
+        elif isinstance(obj, (tuple, list)):
+            for v in obj:
+                children(v, out)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                children(v, out)
+        return out
+
+    # every node a point needs, transitively, and how many waiting points need each node
+    closure: dict = {}
+
+    def needs(node: _Node) -> frozenset:
+        got = closure.get(node.key)
+        if got is None:
+            direct = children(node.args, [])
+            got = frozenset().union(*(needs(c) for c in direct), (c.key for c in direct))
+            closure[node.key] = got
+        return got
+
+    needed_by: dict = {}
+    for node in points.values():
+        for key in needs(node):
+            needed_by[key] = needed_by.get(key, 0) + 1
 
     def resolve(obj):
         if isinstance(obj, _Node):
@@ -101,10 +168,10 @@ def build_graph(client, spec: Spec, todo: list[PointIndex],
     def materialise(node: _Node):
         if node.key in futures:
             return futures[node.key]
-        cacheable = (cache is not None and node.cache_ident is not None
-                     and node.stage not in ic.UNCACHED_STAGES)
-        if cacheable:
-            name = f"{node.stage}-{node.label}-{node.cache_ident[:32]}"
+        cacheable = cache is not None and node.stage not in ic.UNCACHED_STAGES
+        ident = _identify(node.stage, node.key, node.fn, node.args) if cacheable else None
+        if ident is not None:
+            name = f"{node.stage}-{node.label}-{ident[:32]}"
             path = cache.entry_path(fingerprint, node.stage, name)
             if cache.lookup(path):
                 fut = client.submit(ic.load, str(path), name, key=CACHED_PREFIX + name,
@@ -123,10 +190,23 @@ def build_graph(client, spec: Spec, todo: list[PointIndex],
         futures[node.key] = fut
         return fut
 
-    g.points = {pt: materialise(node) for pt, node in points.items()}
+    def submit_point(pt):
+        node = points.pop(pt)
+        fut = materialise(node)
+        # only the futures submitted: a stage skipped because its dependant was loaded has none
+        g.parents[pt] = tuple(futures[n.key] for n in parents.pop(pt, ()) if n.key in futures)
+        futures.pop(node.key, None)
+        for key in closure.pop(node.key):
+            needed_by[key] -= 1
+            if needed_by[key] == 0:  # no waiting point needs it: the scheduler has it
+                futures.pop(key, None)
+                closure.pop(key, None)
+        g.points[pt] = fut
+        return fut
+
     g.attr_sources = {name: (materialise(node), getter)
                       for name, (node, getter) in attr_sources.items()}
-    # only the futures submitted: a stage skipped because its dependant was loaded has none
-    g.parents = {pt: tuple(futures[n.key] for n in deps if n.key in futures)
-                 for pt, deps in parents.items()}
+    g._submit_point = submit_point
+    g.waiting = deque(pt for pt in todo if pt in points)
+    g.submit_more(window or window_points())
     return g
