@@ -71,14 +71,24 @@ def task_key(stage: str, spec: Spec, *coords) -> str:
 
 @dataclass(eq=False)
 class _Node:
-    """One stage at some coordinates, not yet submitted (its cache identity, see
-    :func:`_identify`, is computed when it is submitted, for cacheable stages only)."""
+    """One stage at some coordinates, not yet submitted. :attr:`cache_ident` digests
+    everything its value depends on (None: something has no canonical form, see
+    :func:`sweep.cache.canonical`); computed on first use, i.e. only for the stages that may be
+    cached and what they depend on, not for every point."""
 
     stage: str
     key: str
     label: str
     fn: object
     args: tuple
+
+    @property
+    def cache_ident(self) -> str | None:
+        try:
+            return self._ident
+        except AttributeError:
+            self._ident = _identify(self.stage, self.key, self.fn, self.args)
+            return self._ident
 
 
 def _identify(stage, key, fn, args) -> str | None:
@@ -169,7 +179,7 @@ def build_graph(client, spec: Spec, todo: list[PointIndex],
         if node.key in futures:
             return futures[node.key]
         cacheable = cache is not None and node.stage not in ic.UNCACHED_STAGES
-        ident = _identify(node.stage, node.key, node.fn, node.args) if cacheable else None
+        ident = node.cache_ident if cacheable else None
         if ident is not None:
             name = f"{node.stage}-{node.label}-{ident[:32]}"
             path = cache.entry_path(fingerprint, node.stage, name)

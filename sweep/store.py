@@ -48,7 +48,8 @@ __all__ = ["VARIABLES", "COORD_ATTRS", "variables_for", "StoreMismatch", "PointI
            "open_store", "open_existing", "is_store", "missing_chunks", "grid_difference", "extend_store", "verify_store",
            "recover_interrupted_extension", "StoreDamaged", "point_status", "write_point", "write_failure",
            "update_attrs", "SEEDS_POLICY", "STATUS_VALUES", "FORMATION_ENERGY_NOT_OBSERVED",
-           "POINTS_PER_CHUNK", "chunk_shape", "chunk_file", "PointWriter", "lost_points"]
+           "POINTS_PER_CHUNK", "chunk_shape", "chunk_file", "PointWriter", "lost_points",
+           "unreadable_arrays"]
 
 STATUS_VALUES = ("pending", "done", "failed")
 #: Zarr format 2: consolidated metadata and variable-length UTF-8 strings are part of its spec,
@@ -403,6 +404,20 @@ def _points_in_missing_chunks(path: Path, name: str, points: np.ndarray) -> np.n
     return points[~present[np.ravel(inverse)]]
 
 
+def unreadable_arrays(path: str | os.PathLike, names) -> dict:
+    """Variable name → why its array metadata (``.zarray``) cannot be read, for those of
+    ``names`` that are damaged so."""
+    path = Path(path)
+    bad = {}
+    for name in names:
+        try:
+            meta = _array_meta(path, name)
+            tuple(meta["chunks"]), tuple(meta["shape"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            bad[name] = f"{type(e).__name__}: {e}"
+    return bad
+
+
 def lost_points(path: str | os.PathLike, ds: xr.Dataset, statuses: tuple = ("done",),
                 names=None) -> dict:
     """Variable name → grid indices of the points with a status in ``statuses`` whose chunk
@@ -414,8 +429,11 @@ def lost_points(path: str | os.PathLike, ds: xr.Dataset, statuses: tuple = ("don
     finished = np.argwhere(np.isin(point_status(ds), statuses))
     every = np.argwhere(np.ones(ds["status"].shape, dtype=bool))
     lost = {}
-    for name in ds.data_vars if names is None else names:
-        if name not in ds.data_vars or ds[name].dims != dims:
+    names = [n for n in (ds.data_vars if names is None else names)
+             if n in ds.data_vars and ds[n].dims == dims]
+    unreadable = unreadable_arrays(path, names)
+    for name in names:
+        if name in unreadable:  # its chunks cannot be located: reported by unreadable_arrays
             continue
         gone = _points_in_missing_chunks(path, name, every if name == "status" else finished)
         if len(gone):
@@ -433,16 +451,10 @@ def verify_store(path: str | os.PathLike, ds: xr.Dataset, spec: Spec) -> None:
         Naming what is damaged and which points it touches.
     """
     path = Path(path)
-    problems = []
-    readable = []
-    for name in variables_for(spec):
-        meta = path / name / ".zarray"
-        try:
-            _array_meta(path, name)["chunks"]
-            readable.append(name)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            problems.append(f"{meta.relative_to(path.parent)}: unreadable ({e})")
-    for name, idxs in lost_points(path, ds, ("done", "failed"), readable).items():
+    unreadable = unreadable_arrays(path, variables_for(spec))
+    problems = [f"{(path / name / '.zarray').relative_to(path.parent)}: unreadable ({why})"
+                for name, why in unreadable.items()]
+    for name, idxs in lost_points(path, ds, ("done", "failed"), variables_for(spec)).items():
         labels = [{d: spec.grid[d][i] for d, i in zip(spec.dims, idx)} for idx in idxs[:3]]
         more = f" and {len(idxs) - 3} more" if len(idxs) > 3 else ""
         what = ("the status chunks of" if name == "status" else "chunks of")

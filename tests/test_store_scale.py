@@ -102,17 +102,17 @@ def test_strings_of_any_length_read_back(tmp_path):
     dims = spec.dims
     message = "ValueError: äöü — ∂B/∂A\n" + "  frame\n" * 300
     writer = st.PointWriter(path, spec, max_points=10)
-    writer.add_failed(st.PointIndex((0, 0, 1, 3, 0, 0), dims), message)
+    writer.add_failed(st.PointIndex((0, 0, 3, 1, 0, 0), dims), message)
     writer.add_done(st.PointIndex((0, 0, 2, 0, 0, 0), dims), {"worker_host": "nœud-7",
                                                             "geometry_error": 1.5})
     assert writer.flush() == 2
     ds = st.open_store(path).squeeze()
     status = st.point_status(ds)
-    assert status[1, 3] == "failed" and status[2, 0] == "done"
+    assert status[3, 1] == "failed" and status[2, 0] == "done"
     assert (status == "pending").sum() == 18
-    assert str(ds["error"].values[1, 3]) == message
+    assert str(ds["error"].values[3, 1]) == message
     assert str(ds["worker_host"].values[2, 0]) == "nœud-7"
-    assert ds["geometry_error"].values[2, 0] == 1.5 and np.isnan(ds["geometry_error"].values[1, 3])
+    assert ds["geometry_error"].values[2, 0] == 1.5 and np.isnan(ds["geometry_error"].values[3, 1])
     assert str(ds["error"].values[2, 0]) == "" and str(ds["status"].values[0, 0]) == "pending"
 
 
@@ -150,11 +150,12 @@ def test_client_sigkilled_while_writing_batches_resumes_cleanly(tmp_path):
         f"sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'benchmarks')!r}]\n"
         "import engine_scale\n"
         "from sweep.runner import run_sweep\n"
-        "with engine_scale.local_client(2) as client, dask.config.set("
+        "if __name__ == '__main__':  # the worker processes import this file\n"
+        "    with engine_scale.local_client(2) as client, dask.config.set("
         "{'sweep.store.flush_points': 500}):\n"
-        f"    s = run_sweep(engine_scale.engine_spec({n}), {str(path)!r}, client, "
+        f"        s = run_sweep(engine_scale.engine_spec({n}), {str(path)!r}, client, "
         "progress=False)\n"
-        "    print('done', s.done, 'skipped', s.skipped, flush=True)\n")
+        "        print('done', s.done, 'skipped', s.skipped, flush=True)\n")
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
