@@ -281,3 +281,21 @@ def test_a_missing_chunk_is_refused_and_reported_by_status(local_client, tmp_pat
         assert sweep_main(["status", str(damaged)]) == 2
         err = capsys.readouterr().err
         assert "damaged" in err and name in err, err
+
+
+def test_a_window_of_points_at_a_time_shares_each_stage_once(local_client, tmp_path):
+    """Submitted 100 points at a time, 1000 points still compute each shared stage once (a
+    stage's future is kept while a waiting point needs it) and every point once."""
+    spec = engine_scale.engine_spec(1000)
+    path = tmp_path / "windowed.zarr"
+    with dask.config.set({"sweep.graph.window_points": 100}):
+        summary = run_sweep(spec, path, local_client, progress=False, cache=False)
+    assert summary.done == 1000 and summary.remaining == 0
+    assert summary.stages == {"setup": 10, "point": 1000}, summary.stages
+    _assert_clean(path, spec)
+    stopped = tmp_path / "stopped.zarr"
+    with dask.config.set({"sweep.graph.window_points": 100}):
+        first = run_sweep(spec, stopped, local_client, progress=False, cache=False,
+                          max_points=250)
+    assert first.done == 250 and first.remaining == 750  # the waiting points count too
+    assert first.stages["point"] <= 250 + 100
