@@ -11,9 +11,12 @@ experiment are in its module's docstring (e.g. :mod:`sweep.experiments.p1_point_
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+from dask._expr import LLGExpr
+from dask._task_spec import Task, TaskRef, parse_input
 from dask.base import tokenize
 
 from . import cache as ic
@@ -31,7 +34,8 @@ CACHED_PREFIX = "cached-"
 class SweepGraph:
     """The tasks of a sweep, submitted a window of points at a time.
 
-    ``points`` maps each submitted, not yet written grid point to its future; ``waiting`` holds
+    ``window`` is the number of points submitted at first, and the most the runner keeps in
+    flight; ``points`` maps each submitted, not yet written grid point to its future; ``waiting`` holds
     the points not submitted yet, in grid order (:meth:`submit_more` submits the next ones);
     ``stages`` counts the tasks submitted that compute, per stage; ``cached`` the stages loaded
     from the intermediate cache; ``parents`` lets the runner release intermediates once no
@@ -46,16 +50,24 @@ class SweepGraph:
     attr_sources: dict = field(default_factory=dict)
     entries: dict = field(default_factory=dict)
     waiting: deque = field(default_factory=deque)
-    _submit_point: object = None
+    window: int = 1
+    _submit_points: object = None
 
     def submit_more(self, n: int) -> dict:
         """Submit the next ``n`` waiting points (with whatever they need that is not
         submitted yet); returns their futures by point."""
-        out = {}
-        while self.waiting and len(out) < n:
-            pt = self.waiting.popleft()
-            out[pt] = self._submit_point(pt)
-        return out
+        take = [self.waiting.popleft() for _ in range(min(n, len(self.waiting)))]
+        return self._submit_points(take) if take else {}
+
+    def close(self) -> None:
+        """Drop every future and the submission closure (which refers back to this graph), so
+        that nothing of the run stays on the scheduler once the runner lets go: a later run of
+        the same keys must compute them again rather than find them in memory."""
+        self._submit_points = None
+        self.waiting.clear()
+        self.points.clear()
+        self.parents.clear()
+        self.attr_sources.clear()
 
     @property
     def unfinished(self) -> int:
@@ -121,7 +133,9 @@ def build_graph(client, spec: Spec, todo: list[PointIndex],
     A shared stage is submitted once, with the first point that needs it, and the graph keeps
     its future only while a waiting point still needs it (the scheduler keeps it while a
     submitted task does)."""
-    g = SweepGraph()
+    from distributed import Future  # noqa: PLC0415
+
+    g = SweepGraph(window=window or window_points())
     nodes: dict = {}
     # the fingerprint is part of every task key (task_key); computed once, the build is linear
     fingerprint = spec.fingerprint()
@@ -175,6 +189,15 @@ def build_graph(client, spec: Spec, todo: list[PointIndex],
             return {k: resolve(v) for k, v in obj.items()}
         return obj
 
+    # tasks are collected here and sent to the scheduler in one graph per window (one message
+    # and one graph update for thousands of tasks, instead of one per task); until then a task
+    # is known by a TaskRef, and a task submitted earlier by its Future (also a TaskRef)
+    batch: dict = {}
+
+    def task(key, fn, *args):
+        batch[key] = Task(key, fn, *(parse_input(a) for a in args))
+        return TaskRef(key)
+
     def materialise(node: _Node):
         if node.key in futures:
             return futures[node.key]
@@ -184,39 +207,61 @@ def build_graph(client, spec: Spec, todo: list[PointIndex],
             name = f"{node.stage}-{node.label}-{ident[:32]}"
             path = cache.entry_path(fingerprint, node.stage, name)
             if cache.lookup(path):
-                fut = client.submit(ic.load, str(path), name, key=CACHED_PREFIX + name,
-                                    pure=False, retries=0)
+                ref = task(CACHED_PREFIX + name, ic.load, str(path), name)
                 g.cached[node.stage] = g.cached.get(node.stage, 0) + 1
             else:
-                fut = client.submit(ic.compute_and_store, str(path), name, cache.worker_args(),
-                                    node.fn, *resolve(node.args), key=name, pure=False,
-                                    retries=0)
+                ref = task(name, ic.compute_and_store, str(path), name, cache.worker_args(),
+                           node.fn, *resolve(node.args))
                 g.stages[node.stage] = g.stages.get(node.stage, 0) + 1
                 g.entries[name] = path
         else:
-            fut = client.submit(node.fn, *resolve(node.args), key=node.key, pure=False,
-                                retries=0)
+            ref = task(node.key, node.fn, *resolve(node.args))
             g.stages[node.stage] = g.stages.get(node.stage, 0) + 1
-        futures[node.key] = fut
-        return fut
+        futures[node.key] = ref
+        return ref
 
-    def submit_point(pt):
-        node = points.pop(pt)
-        fut = materialise(node)
-        # only the futures submitted: a stage skipped because its dependant was loaded has none
-        g.parents[pt] = tuple(futures[n.key] for n in parents.pop(pt, ()) if n.key in futures)
-        futures.pop(node.key, None)
-        for key in closure.pop(node.key):
-            needed_by[key] -= 1
-            if needed_by[key] == 0:  # no waiting point needs it: the scheduler has it
-                futures.pop(key, None)
-                closure.pop(key, None)
-        g.points[pt] = fut
-        return fut
+    def send() -> dict:
+        """Submit the collected tasks as one graph; their futures by task key."""
+        if not batch:
+            return {}
+        keys = list(batch)
+        expr = LLGExpr(dict(batch), _determ_token=uuid.uuid4().hex)  # unique: no hashing
+        batch.clear()
+        sent = dict(zip(keys, client.get(expr, keys, sync=False, retries=0)))
+        for k, ref in list(futures.items()):  # the shared stages still needed: their futures
+            if not isinstance(ref, Future) and ref.key in sent:
+                futures[k] = sent[ref.key]
+        return sent
 
-    g.attr_sources = {name: (materialise(node), getter)
-                      for name, (node, getter) in attr_sources.items()}
-    g._submit_point = submit_point
+    def real(ref, sent):
+        return ref if isinstance(ref, Future) else sent[ref.key]
+
+    def submit_points(pts) -> dict:
+        staged = []
+        for pt in pts:
+            node = points.pop(pt)
+            ref = materialise(node)
+            # only the futures submitted: a stage skipped because its dependant was loaded has
+            # none
+            deps = tuple(futures[n.key] for n in parents.pop(pt, ()) if n.key in futures)
+            staged.append((pt, ref, deps))
+            futures.pop(node.key, None)
+            for key in closure.pop(node.key):
+                needed_by[key] -= 1
+                if needed_by[key] == 0:  # no waiting point needs it: the scheduler has it
+                    futures.pop(key, None)
+                    closure.pop(key, None)
+        sent = send()
+        out = {}
+        for pt, ref, deps in staged:
+            g.parents[pt] = tuple(real(d, sent) for d in deps)
+            out[pt] = g.points[pt] = real(ref, sent)
+        return out
+
+    attr_refs = {name: (materialise(node), getter) for name, (node, getter) in attr_sources.items()}
+    sent = send()
+    g.attr_sources = {name: (real(ref, sent), getter) for name, (ref, getter) in attr_refs.items()}
+    g._submit_points = submit_points
     g.waiting = deque(pt for pt in todo if pt in points)
-    g.submit_more(window or window_points())
+    g.submit_more(g.window)
     return g

@@ -188,7 +188,10 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
                 writer.flush()
             if max_points is not None and summary.done + summary.failed >= max_points:
                 break
-            more = graph.submit_more(len(batch))  # keep a window of points in flight
+            # keep up to a window of points in flight, topped up in large batches (one graph
+            # each) once half of it has finished
+            more = (graph.submit_more(graph.window - len(graph.points))
+                    if graph.waiting and len(graph.points) <= graph.window // 2 else {})
             if more:
                 by_key.update((f.key, pt) for pt, f in more.items())
                 ac.update(more.values())
@@ -211,6 +214,8 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
             if fut.status == "finished":
                 attrs[name] = getter(fut.result())
         st.update_attrs(path, **attrs)
+        graph.close()
+        ac.clear()
         summary.timings.update(write=writer.seconds, flushes=writer.flushes,
                                run=time.perf_counter() - t_start)
     stopped_early = max_points is not None and summary.done + summary.failed >= max_points
