@@ -24,8 +24,8 @@ scheduler runs in the client process, as under ``sweep run``), through
 - ``peak RSS MB``: the client process's peak resident memory (``ru_maxrss``);
 - ``load``: the 1-minute load average before and after.
 
-The result is also written as JSON (``--json``, default ``engine_scale.json`` in the store
-directory).
+The result is also written as JSON (``--json``; with ``--store-dir``, by default
+``engine_scale.json`` there).
 """
 
 from __future__ import annotations
@@ -225,16 +225,16 @@ def main(argv=None) -> int:
         row = json.loads(r.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(format_row(row), flush=True)
-    out = args.json or args.store_dir / "engine_scale.json"
     meta = {"commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "cpus": os.cpu_count(), "rows": rows}
-    try:
+    print(f"commit {commit}, {meta['date']}, {meta['cpus']} cores")
+    # the JSON goes beside the stores, or where --json says; not into a temporary directory
+    out = args.json or (None if tmp is not None else args.store_dir / "engine_scale.json")
+    if out is not None:
         out.write_text(json.dumps(meta, indent=1))
-        print(f"commit {commit}, {meta['date']}, {meta['cpus']} cores; written {out}")
-    finally:
-        if tmp is not None and args.json is None:
-            print("(the stores were in a temporary directory, now removed)")
-            tmp.cleanup()
+        print(f"written {out}")
+    if tmp is not None:
+        tmp.cleanup()
     return 0
 
 
