@@ -2,8 +2,9 @@
 
 The client is the store's only writer. Finished points are buffered and written in batches
 (:class:`sweep.store.PointWriter`: values, then status), at the latest
-``sweep.store.flush_seconds`` (10 s) after they finish and at the end of the run; a failing point is recorded as ``failed`` with its message and
-the sweep goes on; a re-run computes only points whose status is not ``done`` (and, with
+``sweep.store.flush_seconds`` (10 s) after they finish and at the end of the run; a failing
+point is recorded as ``failed`` with its message and the sweep goes on; the tasks are submitted
+a window of points at a time (:func:`sweep.graph.build_graph`); a re-run computes only points whose status is not ``done`` (and, with
 ``retry_failed``, re-runs failed ones), giving identical values for identical inputs. The shared
 stages those points need are loaded from the intermediate cache beside the store when an earlier
 run computed them (:mod:`sweep.cache`).
