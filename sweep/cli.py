@@ -82,7 +82,7 @@ def _cmd_status(args) -> int:
     import numpy as np  # noqa: PLC0415
 
     from .store import (STATUS_VALUES, StoreMismatch, is_store,  # noqa: PLC0415
-                        missing_chunks, open_store, point_status)
+                        missing_chunks, open_store, point_status, unreadable_arrays)
 
     if not Path(args.store).exists():
         print(f"sweep: no store at {args.store}", file=sys.stderr)
@@ -105,16 +105,22 @@ def _cmd_status(args) -> int:
     errors = np.array(np.asarray(ds["error"].values).tolist(), dtype=str)
     for idx in np.argwhere(status == "failed"):
         labels = {d: _label(ds[d].values[i]) for d, i in zip(ds["status"].dims, idx)}
-        print(f"  failed {labels}: {errors[tuple(idx)].splitlines()[0]}")
+        print(f"  failed {labels}: {(errors[tuple(idx)].splitlines() or [''])[0]}")
     _print_cache(args.store, ds.attrs.get("spec_fingerprint"))
+    dims = ds["status"].dims
+    unreadable = unreadable_arrays(args.store, [n for n in ds.data_vars
+                                                if ds[n].dims == dims])
     lost = missing_chunks(args.store, ds)
-    if lost:
-        dims = ds["status"].dims
-        for name, idxs in lost.items():
-            first = {d: _label(ds[d].values[i]) for d, i in zip(dims, idxs[0])}
-            print(f"  damaged: {name} lacks the chunks of {len(idxs)} done point(s), e.g. {first}")
-        print(f"sweep: {args.store} is damaged: chunks of done points are missing "
-              f"({', '.join(lost)}); move it aside or restore it from a backup", file=sys.stderr)
+    for name, why in unreadable.items():
+        print(f"  damaged: the metadata of {name} cannot be read ({why})")
+    for name, idxs in lost.items():
+        first = {d: _label(ds[d].values[i]) for d, i in zip(dims, idxs[0])}
+        whose = "point(s), whose status is lost" if name == "status" else "done point(s)"
+        print(f"  damaged: {name} lacks the chunks of {len(idxs)} {whose}, e.g. {first}")
+    if lost or unreadable:
+        print(f"sweep: {args.store} is damaged: chunks or metadata of points are missing "
+              f"({', '.join([*unreadable, *lost])}); move it aside or restore it from a backup",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -1,8 +1,10 @@
 """Run a sweep: create or resume the store, submit what is missing, write points as they finish.
 
-The client is the store's only writer. Finished points are written by region as soon as they
-complete (values, then status); a failing point is recorded as ``failed`` with its message and
-the sweep goes on; a re-run computes only points whose status is not ``done`` (and, with
+The client is the store's only writer. Finished points are buffered and written in batches
+(:class:`sweep.store.PointWriter`: values, then status), at the latest
+``sweep.store.flush_seconds`` (10 s) after they finish and at the end of the run; a failing
+point is recorded as ``failed`` with its message and the sweep goes on; the tasks are submitted
+a window of points at a time (:func:`sweep.graph.build_graph`); a re-run computes only points whose status is not ``done`` (and, with
 ``retry_failed``, re-runs failed ones), giving identical values for identical inputs. The shared
 stages those points need are loaded from the intermediate cache beside the store when an earlier
 run computed them (:mod:`sweep.cache`).
@@ -11,6 +13,7 @@ run computed them (:mod:`sweep.cache`).
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,10 @@ __all__ = ["RunSummary", "run_sweep", "pending_points"]
 class RunSummary:
     """What a run did: points written done/failed, points skipped as already done, the tasks
     that computed (``stages``) and the stages loaded from the intermediate cache (``cached``),
-    per stage, and the cache directory (None: no cache)."""
+    per stage, the cache directory (None: no cache), and where the client's time went
+    (``timings``, s: ``scan`` opening the store and finding the pending points, ``graph``
+    building and submitting the task graph, ``write`` writing points, ``run`` the whole run;
+    ``flushes``: batches written)."""
 
     done: int = 0
     failed: int = 0
@@ -41,6 +47,7 @@ class RunSummary:
     failures: list = field(default_factory=list)
     cached: dict = field(default_factory=dict)
     cache_dir: Path | None = None
+    timings: dict = field(default_factory=dict)
 
 
 def pending_points(ds, retry_failed: bool = False) -> list[st.PointIndex]:
@@ -89,6 +96,9 @@ def run_sweep(spec: Spec, path: str | Path, client, *, retry_failed: bool = Fals
         return _run_locked(spec, path, client, retry_failed, max_points, progress, icache)
 
 
+#: Seconds between looks at finished tasks while finished points wait in the write buffer.
+POLL_S = 0.05
+
 #: Rounds of resubmission for points whose tasks were lost with their worker (cancelled, no
 #: error of their own: e.g. a worker retiring at its lifetime mid-task).
 LOST_POINT_ROUNDS = 3
@@ -107,6 +117,7 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
                 rounds_left: int = LOST_POINT_ROUNDS) -> RunSummary:
     from distributed import as_completed  # noqa: PLC0415
 
+    t_start = time.perf_counter()
     st.recover_interrupted_extension(path)
     if path.exists():
         ds, added = st.open_existing(path, spec)  # refuses another spec's or a damaged store
@@ -119,15 +130,20 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
     todo = pending_points(ds, retry_failed)
     summary = RunSummary(skipped=spec.n_points - len(todo),
                          cache_dir=None if icache is None else icache.root)
+    summary.timings["scan"] = time.perf_counter() - t_start
     st.update_attrs(path, run_started_at=st._now(), run_finished_at="")
     if not todo:
         st.update_attrs(path, run_finished_at=st._now())
+        summary.timings["run"] = time.perf_counter() - t_start
         return summary
     check_point_duration(spec, client)  # refuse points that would outlive their workers
     st.update_attrs(path, **cluster_provenance(client))
+    t_load = time.perf_counter()
+    writer = st.PointWriter(path, spec)  # reads the store's values once
+    summary.timings["scan"] += time.perf_counter() - t_load
+    t_graph = time.perf_counter()
     graph = build_graph(client, spec, todo, icache)
-    summary.stages = dict(graph.stages)
-    summary.cached = dict(graph.cached)
+    summary.timings["graph"] = time.perf_counter() - t_graph
     by_key = {fut.key: pt for pt, fut in graph.points.items()}
     bar = None
     if progress:
@@ -137,34 +153,61 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
     ac = as_completed(list(graph.points.values()))
     lost = 0
     try:
-        for fut in ac:
-            pt = by_key[fut.key]
-            if fut.status == "finished":
-                values = fut.result()
-                st.write_point(path, spec, pt, values)
-                summary.done += 1
-            elif (fut.status != "error" or _lost_cache_entry(fut)) and rounds_left > 0:
-                lost += 1  # not the point's failure: it stays pending and is resubmitted below
-            else:
-                msg = _failure_message(fut)
-                st.write_failure(path, spec, pt, msg)
-                summary.failed += 1
-                summary.failures.append((pt.labels(spec), msg.splitlines()[0]))
-            graph.points.pop(pt)
-            graph.parents.pop(pt)
+        while not ac.is_empty():
+            if len(writer) and not ac.has_ready():
+                # finished points wait in the buffer at most sweep.store.flush_seconds
+                wait = writer.seconds_until_due()
+                if wait > 0:
+                    time.sleep(min(wait, POLL_S))
+                    continue
+                writer.flush()
+                continue
+            batch = ac.next_batch(block=not len(writer))
+            if not batch:
+                continue
+            finished = [f for f in batch if f.status == "finished"]
+            results = dict(zip((f.key for f in finished), client.gather(finished)))
+            for fut in batch:
+                pt = by_key.pop(fut.key)
+                if fut.key in results:
+                    writer.add_done(pt, results[fut.key])
+                    summary.done += 1
+                elif (fut.status != "error" or _lost_cache_entry(fut)) and rounds_left > 0:
+                    lost += 1  # not the point's failure: it stays pending, resubmitted below
+                else:
+                    msg = _failure_message(fut)
+                    writer.add_failed(pt, msg)
+                    summary.failed += 1
+                    summary.failures.append((pt.labels(spec), msg.splitlines()[0]))
+                graph.points.pop(pt)
+                graph.parents.pop(pt)
+                if max_points is not None and summary.done + summary.failed >= max_points:
+                    break
             if bar is not None:
-                bar.update(1)
+                bar.update(len(batch))
+            if writer.due():
+                writer.flush()
             if max_points is not None and summary.done + summary.failed >= max_points:
                 break
+            # keep up to a window of points in flight, topped up in large batches (one graph
+            # each) once half of it has finished
+            more = (graph.submit_more(graph.window - len(graph.points))
+                    if graph.waiting and len(graph.points) <= graph.window // 2 else {})
+            if more:
+                by_key.update((f.key, pt) for pt, f in more.items())
+                ac.update(more.values())
     except (KeyboardInterrupt, SystemExit):
         print(f"sweep: interrupted; this run wrote {summary.done} done and {summary.failed} "
-              f"failed points, {len(graph.points)} not yet run: rerun the same command to "
+              f"failed points, {graph.unfinished} not yet run: rerun the same command to "
               "resume", file=sys.stderr, flush=True)
         raise
     finally:
+        writer.flush()  # what finished is written, also on Ctrl-C or an error
         if bar is not None:
             bar.close()
-        summary.remaining = len(graph.points)
+        summary.remaining = graph.unfinished
+        summary.stages = dict(graph.stages)
+        summary.cached = dict(graph.cached)
         for fut in graph.points.values():
             fut.cancel()
         attrs = {"run_finished_at": st._now()}
@@ -172,6 +215,10 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
             if fut.status == "finished":
                 attrs[name] = getter(fut.result())
         st.update_attrs(path, **attrs)
+        graph.close()
+        ac.clear()
+        summary.timings.update(write=writer.seconds, flushes=writer.flushes,
+                               run=time.perf_counter() - t_start)
     stopped_early = max_points is not None and summary.done + summary.failed >= max_points
     if lost and not stopped_early:
         print(f"sweep: {lost} point(s) lost with their worker or a vanished cache entry, "
@@ -186,4 +233,6 @@ def _run_locked(spec, path, client, retry_failed, max_points, progress, icache=N
             summary.stages[stage] = summary.stages.get(stage, 0) + n
         for stage, n in sub.cached.items():
             summary.cached[stage] = summary.cached.get(stage, 0) + n
+        for k, v in sub.timings.items():
+            summary.timings[k] = summary.timings.get(k, 0) + v
     return summary

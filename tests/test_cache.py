@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import dask.config
@@ -65,6 +66,10 @@ def resumed(client, tmp_path_factory):
     assert first.done == 1 and first.remaining == 3
     root = first.cache_dir
     assert root == path.with_name("tiny.zarr.cache")
+    # the stop cancels the other points' tasks, but one already running on a worker finishes
+    # (and persists its stage) after run_sweep returns: wait until no worker executes anything
+    while any(client.run(lambda dask_worker: dask_worker.state.executing_count).values()):
+        time.sleep(0.05)
     persisted = _entries(root)
     with get_task_stream(client) as ts:
         second = run_sweep(tiny_spec(), path, client, progress=False)

@@ -15,7 +15,7 @@ from slurm_fixture import physics
 
 from sweep.cli import main as sweep_main
 from sweep.runner import run_sweep
-from sweep.store import StoreDamaged, StoreMismatch, _backup_path
+from sweep.store import StoreDamaged, StoreMismatch, _backup_path, chunk_file, chunk_shape
 from tests.tiny import tiny_spec, tiny_spec_text
 
 
@@ -89,14 +89,18 @@ def _damaged_copy(full, tmp_path, damage):
 
 
 def test_deleted_chunk_is_refused_naming_variable_and_point(client, full, tmp_path):
-    # the chunk of geometry_error at L = 5, basis 25 (indices 0.0.1.1.0.0)
-    path, before = _damaged_copy(full, tmp_path,
-                                 lambda p: os.remove(p / "geometry_error" / "0.0.1.1.0.0"))
+    # the chunk file of geometry_error that holds L = 5, basis 25 (and, with chunks of up to
+    # POINTS_PER_CHUNK points, every point of this small grid)
+    spec = tiny_spec(basis_sizes=(20, 25, 30))
+    chunks = chunk_shape(spec.shape)
+    in_chunk = int(np.prod([min(c, n) for c, n in zip(chunks, spec.shape)]))
+    path, before = _damaged_copy(
+        full, tmp_path, lambda p: os.remove(chunk_file(p, "geometry_error", (0, 0, 1, 1, 0, 0))))
     with pytest.raises(StoreDamaged) as err:
-        run_sweep(tiny_spec(basis_sizes=(20, 25, 30)), path, client, progress=False)
+        run_sweep(spec, path, client, progress=False)
     msg = str(err.value)
-    assert "geometry_error: chunks of 1 finished point(s) are missing" in msg
-    assert "'L': 5" in msg and "'basis_size': 25" in msg
+    assert f"geometry_error: chunks of {in_chunk} finished point(s) are missing" in msg
+    assert "'L': 4" in msg and "'basis_size': 25" in msg
     assert _snapshot(path) == before
 
 
