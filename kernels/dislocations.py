@@ -60,13 +60,15 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .ace import ACEBasis, ACEModel, DesignRows
-from .ard import solve_ard
+from .ace import ACEBasis, ACEModel, DesignRows, truncation_rank
+from .ard import solve_ard, solve_ard_reduced
 from .elasticity import cauchy_born_derivatives, cubic_constants_GPa, elastic_rows
 from .errors import (STENCILS, Stencil, core_bonds, energy_error, formation_energy_error, rmse,
                      stencil_norm_split)
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
-                            row_weight, solve_rrqr, weighted_system)
+                            row_weight, solve_rrqr, solve_rrqr_reduced, weighted_system)
+from .nested_basis import NestedColumns, nested_columns
+from .tsqr import StreamingR, fold_rows, residual_norm2
 from .hessian_precon_relax import HessianPreconditioner
 from .point_defects import (Observations, Prediction, RelaxOptions, reference_optimizer,
                             reference_preconditioner, relax_fitted)
@@ -75,8 +77,9 @@ from .screw_quadrupole import (ScrewCell, anisotropic_screw_displacement, cell_r
                                screw_quadrupole_cell, screw_stroh_field)
 
 __all__ = ["TRAINING_DOMAINS", "OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights", "LatticeReference",
-           "SimulationReference", "TrainingData", "TrainingRows", "FitResult", "Prediction",
-           "lattice_reference", "simulation_reference", "training_data", "design_rows", "fit",
+           "SimulationReference", "TrainingData", "TrainingRows", "TrainingFactors", "FitResult",
+           "Prediction", "lattice_reference", "simulation_reference", "training_data",
+           "design_rows", "design_factors", "fit", "DESIGN_CHUNK_BYTES",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
            "RelaxOptions", "DislocationSystem", "W_SCREW", "DislocationPrediction",
            "CORE_RADIUS_BURGERS", "reference_elastic_constants", "cubic_constants_and_anisotropy"]
@@ -99,6 +102,9 @@ DISPLACEMENT_STEP_A = 1e-3
 #: the Burgers vector length |b|: a bond of the stencil is a core bond when one of its sites (in
 #: x₀) lies closer than 2|b| to a core in the cross-section (5.5 Å for the ½⟨111⟩ screw in W).
 CORE_RADIUS_BURGERS = 2.0
+#: Default bound (bytes) on the design rows :func:`design_factors` holds at once (one chunk of
+#: configurations; at least one configuration whatever the bound).
+DESIGN_CHUNK_BYTES = 256e6
 
 
 def nearest_neighbour_cutoff(a0_A: float) -> float:
@@ -312,6 +318,73 @@ class TrainingRows:
 
 
 @dataclass(frozen=True)
+class TrainingFactors:
+    """The rows of one training set in nested bases, reduced while they are built
+    (:func:`design_factors`): what :func:`fit` needs of them, never the whole design matrix.
+
+    Every array has the columns of the largest basis in the nested order of ``nested``
+    (:mod:`kernels.nested_basis`: basis b is the leading ``nested.sizes[b]`` columns) and, where
+    it is an augmented block [A | y], the observations last. Energy rows are unscaled (total
+    energies, eV per coefficient; :func:`fit` applies the energy weighting), so one set of
+    factors serves every fit convention.
+
+    Attributes
+    ----------
+    nested : NestedColumns
+        Column order and each basis's place in it.
+    train_energy, test_energy : (S, n + 1) ndarray
+        [E rows | E] of the training and test configurations (eV).
+    train_forces, test_forces : ndarray
+        Upper-triangular R factor ((n + 1)², :mod:`kernels.tsqr`) of [F rows | F] over every
+        force component of the set (eV/Å), or those rows themselves while there are no more
+        of them than the bound of :func:`design_factors` allows (``*_forces_factored``).
+    train_forces_factored, test_forces_factored : bool
+    train_force_rows, test_force_rows : int
+        Number of force components of each set.
+    train_force_sum_eV_per_A : float
+        Σ F over the training set's force components (ARD's initial noise precision needs Σy).
+    perfect : (1, n + 1) ndarray
+        [E row | E] of the perfect crystal (eV).
+    stress, elastic, nonlinear_elastic, internal_strain, force_constants
+        As in :class:`TrainingRows`, columns in nested order.
+    time_s, time_rows_s : float
+        Wall time of the pass (s) and the part spent on design rows.
+    """
+
+    nested: NestedColumns
+    train_energy: np.ndarray
+    train_forces: np.ndarray
+    train_forces_factored: bool
+    train_force_rows: int
+    train_force_sum_eV_per_A: float
+    test_energy: np.ndarray
+    test_forces: np.ndarray
+    test_forces_factored: bool
+    test_force_rows: int
+    perfect: np.ndarray
+    stress: np.ndarray
+    elastic: np.ndarray
+    nonlinear_elastic: np.ndarray
+    time_s: float
+    time_rows_s: float = 0.0
+    internal_strain: np.ndarray | None = None
+    force_constants: np.ndarray | None = None
+
+    @property
+    def n_columns(self) -> int:
+        """Functions of the largest basis."""
+        return len(self.nested.order)
+
+    def basis_index(self, basis: ACEBasis) -> int:
+        """Index in ``nested.sizes`` of the basis with ``basis``'s number of functions."""
+        n = basis.n_functions
+        if n not in self.nested.sizes:
+            raise ValueError(f"a basis of {n} functions is not among the factors' nested bases "
+                             f"{list(self.nested.sizes)}")
+        return self.nested.sizes.index(n)
+
+
+@dataclass(frozen=True)
 class FitResult:
     """Coefficients and fit quality: test RMSEs (meV/atom, eV/Å, virial eV), elastic errors (%).
 
@@ -466,13 +539,101 @@ def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
                         time.perf_counter() - t0, M, Phi)
 
 
+def _stream_forces(basis: ACEBasis, order: np.ndarray, positions_A: np.ndarray,
+                   forces_eV_per_A: np.ndarray, cell_A, symbols: list[str], chunk: int,
+                   block: StreamingR) -> tuple[np.ndarray, float]:
+    """Fold the force rows [F rows | F] of every configuration into ``block``, ``chunk``
+    configurations at a time; returns the energy rows (S, n) in ``order`` and the time spent
+    on rows (s)."""
+    S, n = positions_A.shape[:2]
+    energy = np.empty((S, len(order)))
+    t_rows = 0.0
+    for s0 in range(0, S, chunk):
+        sl = slice(s0, min(S, s0 + chunk))
+        t0 = time.perf_counter()
+        r = basis.design_rows(positions_A[sl], cell_A, symbols)
+        t_rows += time.perf_counter() - t0
+        energy[sl] = r.energy[:, order]
+        m = r.forces.shape[0] * n * 3
+        F = np.empty((m, len(order) + 1), order="F")  # dtpqrt's order: folded without a copy
+        np.take(r.forces.reshape(m, -1), order, axis=1, out=F[:, :-1])
+        F[:, -1] = forces_eV_per_A[sl].reshape(m)
+        del r
+        block.add(F)
+    return energy, t_rows
+
+
+def design_factors(bases: ACEBasis | list[ACEBasis], data: TrainingData, a0_A: float,
+                   system: DislocationSystem | None = None,
+                   max_chunk_bytes: float = DESIGN_CHUNK_BYTES) -> TrainingFactors:
+    """:func:`design_rows` streamed: the rows of nested bases in one pass, reduced as they come.
+
+    The rows are built in the largest basis (``bases`` smallest first, truncations of one
+    superset; one basis alone is the trivial case), a chunk of configurations at a time, holding
+    at most ``max_chunk_bytes`` bytes of rows (at least one configuration), and each chunk's
+    force rows are folded into the R factor of the set's augmented [F rows | F]
+    (:class:`kernels.tsqr.StreamingR`; 2 m (n + 1)² flops for m force components). The energy,
+    perfect-crystal and elastic rows are few and kept. Peak memory: one chunk, the TrainingData,
+    and two (n + 1)² factors (8 MB each at 1000 functions).
+
+    The least-squares problem of every basis and weight set follows from these
+    (:func:`fit`): for the training set's factor R of [A | y] in nested order the problem of
+    basis b is R[:n_b, :n_b] c ≈ R[:n_b, −1] (plus the residual of y beyond it), the same as on
+    that basis's own rows up to rounding (an orthogonal transformation of the rows).
+    """
+    system = system or W_SCREW
+    t0 = time.perf_counter()
+    bases = [bases] if isinstance(bases, ACEBasis) else list(bases)
+    nested = nested_columns([b.function_keys() for b in bases], truncation_rank)
+    big = bases[-1]
+    order = nested.order
+    ncol = len(order) + 1
+    n = data.train.positions_A.shape[1]
+    sym = _symbols(data, n, system)
+    per_config = n * 3 * ncol * 8.0
+    chunk = max(1, int(max_chunk_bytes // per_config))
+    # the test factor serves residuals only: its rows are kept (no QR) while within the bound
+    keep = int(max_chunk_bytes // (ncol * 8.0))
+    train, test = StreamingR(ncol), StreamingR(ncol, keep)
+    e_train, t_rows = _stream_forces(big, order, data.train.positions_A,
+                                     data.train.forces_eV_per_A, data.cell_A, sym, chunk, train)
+    e_test, t = _stream_forces(big, order, data.test.positions_A, data.test.forces_eV_per_A,
+                               data.cell_A, sym, chunk, test)
+    t_rows += t
+    x, c, s = system.perfect_cell(a0_A)
+    t1 = time.perf_counter()
+    perfect = big.design_rows(x[None], c, s)
+    el = elastic_rows(big, x, c, s, STRAIN_STEP, third=True)
+    M = Phi = None
+    if system.relaxed_elastic:  # internal-strain rows of the multilattice (M_s, Φ_s)
+        from .relaxed_elasticity import sublattice_constants  # noqa: PLC0415
+
+        sub = sublattice_constants(lambda y, cell: big.design_rows(y[None], cell, s).forces[0],
+                                   x, c, s, STRAIN_STEP, DISPLACEMENT_STEP_A)
+        M, Phi = sub.internal_strain[..., order], sub.force_constants[..., order]
+    t_rows += time.perf_counter() - t1
+    return TrainingFactors(
+        nested=nested,
+        train_energy=np.column_stack([e_train, data.train.energy_eV]),
+        train_forces=train.R, train_forces_factored=train.is_factored,
+        train_force_rows=train.n_rows,
+        train_force_sum_eV_per_A=float(np.sum(data.train.forces_eV_per_A)),
+        test_energy=np.column_stack([e_test, data.test.energy_eV]),
+        test_forces=test.R, test_forces_factored=test.is_factored, test_force_rows=test.n_rows,
+        perfect=np.column_stack([perfect.energy[:, order], data.perfect.energy_eV]),
+        stress=el.first[..., order], elastic=el.second[..., order],
+        nonlinear_elastic=el.third[..., order], time_s=time.perf_counter() - t0,
+        time_rows_s=t_rows, internal_strain=M, force_constants=Phi)
+
+
 def volume_per_atom_A3(a0_A: float, system: DislocationSystem) -> float:
     """Ω_a, the volume per atom (Å³) of the system's perfect crystal at lattice constant a0."""
     x, cell, _ = system.perfect_cell(a0_A)
     return float(abs(np.linalg.det(cell)) / len(x))
 
 
-def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: LatticeReference,
+def fit(basis: ACEBasis, rows: TrainingRows | TrainingFactors, data: TrainingData,
+        lattice: LatticeReference,
         weights: Weights, solver: str = "rrqr", rtol: float = 1e-6,
         system: DislocationSystem | None = None, bulk_energy_row: bool = False,
         energy_weighting: str = DEFAULT_ENERGY_WEIGHTING,
@@ -512,64 +673,110 @@ def fit(basis: ACEBasis, rows: TrainingRows, data: TrainingData, lattice: Lattic
 
     ``solver``: "rrqr" (truncated rank-revealing QR, relative tolerance ``rtol``) or "ard"
     (scikit-learn's ARD regression on the same weighted system).
+
+    ``rows``: the whole rows of ``basis`` (:class:`TrainingRows`, :func:`design_rows`: the
+    weighted matrix is stacked and solved by :func:`kernels.least_squares.solve_rrqr` or
+    :func:`kernels.ard.solve_ard`), or the streamed factors of nested bases among which
+    ``basis`` is (:class:`TrainingFactors`, :func:`design_factors`: the training forces' factor
+    scaled by √W_F and every other block folded into one (B + 1)² triangular factor T of the
+    weighted [A | y], solved by :func:`kernels.least_squares.solve_rrqr_reduced` or
+    :func:`kernels.ard.solve_ard_reduced` on T's statistics, O(B³) whatever the number of rows;
+    the test force RMSE from the test factor, ‖A c − y‖² = ‖R [c; −1]‖²). The two give the same
+    coefficients and RMSEs to rounding (the RRQR's truncation and the ARD iteration see the
+    same matrix up to an orthogonal factor; tests/test_p2_streamed_fit.py).
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+    system = system or W_SCREW
     n = data.train.positions_A.shape[1]
-    B = rows.n_basis
     n_p = data.perfect.positions_A.shape[1]
     s_n, s_p = energy_row_scale(n, energy_weighting), energy_row_scale(n_p, energy_weighting)
     weights = Weights(*(row_weight(w, weight_form) for w in
                         (weights.energy, weights.forces, weights.elastic,
                          weights.nonlinear_elastic)))
-    blocks = [(rows.train.energy * s_n, data.train.energy_eV * s_n, weights.energy),
-              (rows.train.forces.reshape(-1, B), data.train.forces_eV_per_A.reshape(-1),
-               weights.forces)]
+    streamed = isinstance(rows, TrainingFactors)
+    if streamed:
+        b = rows.basis_index(basis)
+        B = rows.nested.sizes[b]
+        cols = rows.nested.positions[b]  # the basis's own columns in the nested prefix
+
+        def own(a):  # nested prefix → the basis's own column order
+            return a[..., :B][..., cols]
+    else:
+        B = rows.n_basis
+
+        def own(a):
+            return a
+    # Blocks (rows (r, B), observations (r,), weight) besides the training energies and forces,
+    # rows in the nested prefix order when streamed (the order of the factors they join)
+    pre = (lambda a: a[..., :B]) if streamed else own
+    extra = []
     if bulk_energy_row:
-        blocks.append((rows.perfect.energy * s_p, data.perfect.energy_eV * s_p, weights.energy))
-    omega = volume_per_atom_A3(lattice.a0_A, system or W_SCREW)
+        e = (pre(rows.perfect[:, :-1]) if streamed else rows.perfect.energy) * s_p
+        extra.append((e, data.perfect.energy_eV * s_p, weights.energy))
+    omega = volume_per_atom_A3(lattice.a0_A, system)
     if weights.elastic > 0:
         # The CLE block: ∂²W_cb (elastic constants) and the zero stress ∂W_cb = 0 of the
         # reference at a0 (linear elasticity about the reference's own equilibrium lattice),
         # per atom (× Ω_a, see above).
-        blocks.append((omega * rows.elastic.reshape(-1, B),
-                       omega * lattice.elastic_eV_per_A3.reshape(-1), weights.elastic))
-        blocks.append((omega * rows.stress, np.zeros(6), weights.elastic))
+        extra.append((omega * pre(rows.elastic).reshape(-1, B),
+                      omega * lattice.elastic_eV_per_A3.reshape(-1), weights.elastic))
+        extra.append((omega * pre(rows.stress), np.zeros(6), weights.elastic))
         if rows.internal_strain is not None:
             # the internal strain and Γ-point force constants, in eV/Å³ (see above), per atom
             ell = lattice.primitive_volume_A3 ** (1 / 3)
             m = omega * ell / lattice.primitive_volume_A3
             phi = omega * ell**2 / lattice.primitive_volume_A3
-            blocks.append((m * rows.internal_strain.reshape(-1, B),
-                           m * lattice.internal_strain_eV_per_A.reshape(-1), weights.elastic))
-            blocks.append((phi * rows.force_constants.reshape(-1, B),
-                           phi * lattice.force_constants_eV_per_A2.reshape(-1), weights.elastic))
+            extra.append((m * pre(rows.internal_strain).reshape(-1, B),
+                          m * lattice.internal_strain_eV_per_A.reshape(-1), weights.elastic))
+            extra.append((phi * pre(rows.force_constants).reshape(-1, B),
+                          phi * lattice.force_constants_eV_per_A2.reshape(-1), weights.elastic))
     if weights.nonlinear_elastic > 0:
-        blocks.append((omega * rows.nonlinear_elastic.reshape(-1, B),
-                       omega * lattice.nonlinear_elastic_eV_per_A3.reshape(-1),
-                       weights.nonlinear_elastic))
-    A, y = weighted_system(blocks)
-    t0 = time.perf_counter()
-    sol = solve_rrqr(A, y, rtol) if solver == "rrqr" else solve_ard(A, y)
+        extra.append((omega * pre(rows.nonlinear_elastic).reshape(-1, B),
+                      omega * lattice.nonlinear_elastic_eV_per_A3.reshape(-1),
+                      weights.nonlinear_elastic))
+    if streamed:
+        energy = (pre(rows.train_energy[:, :-1]) * s_n, rows.train_energy[:, -1] * s_n,
+                  weights.energy)
+        T, n_obs, y_sum = _weighted_factor(rows, B, [energy] + extra, weights.forces)
+        t0 = time.perf_counter()
+        R, z = T[:B, :B][:, cols], T[:B, B]
+        sol = (solve_rrqr_reduced(R, z, rtol) if solver == "rrqr"
+               else solve_ard_reduced(R, z, float(T[B, B]) ** 2, n_obs, y_sum))
+    else:
+        blocks = [(rows.train.energy * s_n, data.train.energy_eV * s_n, weights.energy),
+                  (rows.train.forces.reshape(-1, B), data.train.forces_eV_per_A.reshape(-1),
+                   weights.forces)] + extra
+        A, y = weighted_system(blocks)
+        n_obs = int(A.shape[0])
+        t0 = time.perf_counter()
+        sol = solve_rrqr(A, y, rtol) if solver == "rrqr" else solve_ard(A, y)
     fit_time = time.perf_counter() - t0
     c = sol.coeffs
     nt = data.test.positions_A.shape[1]
+    if streamed:
+        rmse_e = rmse(own(rows.test_energy[:, :-1]) @ c / nt, rows.test_energy[:, -1] / nt)
+        rmse_f = float(np.sqrt(residual_norm2(rows.test_forces, cols, c)
+                               / rows.test_force_rows))
+    else:
+        rmse_e = rmse(rows.test.energy @ c / nt, data.test.energy_eV / nt)
+        rmse_f = rmse(rows.test.forces @ c, data.test.forces_eV_per_A)
     model = ACEModel(basis, c)
-    sym = _symbols(data, nt, system or W_SCREW)
+    sym = _symbols(data, nt, system)
     vir = np.array([model.evaluate(x, data.cell_A, sym).virial_eV for x in data.test.positions_A])
-    C0_ml = rows.elastic @ c
+    C0_ml = own(rows.elastic) @ c
     C0_ref = lattice.elastic_eV_per_A3
     C_ml, C_ref = C0_ml, C0_ref
     if rows.internal_strain is not None:
         from .relaxed_elasticity import relaxed_from_sublattices  # noqa: PLC0415
 
-        C_ml = relaxed_from_sublattices(C0_ml, rows.internal_strain @ c,
-                                        rows.force_constants @ c, lattice.primitive_volume_A3)
+        C_ml = relaxed_from_sublattices(C0_ml, own(rows.internal_strain) @ c,
+                                        own(rows.force_constants) @ c,
+                                        lattice.primitive_volume_A3)
         C_ref = lattice.relaxed_elastic_eV_per_A3
     return FitResult(
-        coeffs=c, rank=sol.rank, n_basis=B, n_observations=int(A.shape[0]),
-        rmse_energy_meV_per_atom=1e3 * rmse(rows.test.energy @ c / nt, data.test.energy_eV / nt),
-        rmse_forces_eV_per_A=rmse(rows.test.forces @ c, data.test.forces_eV_per_A),
+        coeffs=c, rank=sol.rank, n_basis=B, n_observations=n_obs,
+        rmse_energy_meV_per_atom=1e3 * rmse_e, rmse_forces_eV_per_A=rmse_f,
         rmse_virial_eV=rmse(vir, data.test_virial_eV),
         elastic_constant_error_percent=float(100 * np.linalg.norm(C_ml - C_ref)
                                              / np.linalg.norm(C_ref)),
@@ -620,6 +827,35 @@ def cubic_constants_and_anisotropy(C_eV_per_A3: np.ndarray
     A = 2 C44 / (C11 − C12) (dimensionless; 1 for an isotropic crystal)."""
     c11, c12, c44 = cubic_constants_GPa(C_eV_per_A3)
     return c11, c12, c44, 2.0 * c44 / (c11 - c12)
+
+
+def _weighted_factor(rows: TrainingFactors, B: int, blocks: list, weight_forces: float
+                     ) -> tuple[np.ndarray, int, float]:
+    """The augmented triangular factor T ((B + 1)², Fortran order) of the whole weighted system
+    of the nested prefix B: √W_F [F rows | F] of the training set and every block
+    ``(rows, observations, W)`` of ``blocks``; also its number of rows m and Σ of its weighted
+    observations (the statistics :func:`kernels.ard.solve_ard_reduced` needs besides T)."""
+    f = rows.train_forces
+    w = np.sqrt(weight_forces)
+    n_obs, y_sum = rows.train_force_rows, w * rows.train_force_sum_eV_per_A
+    if rows.train_forces_factored:
+        # the prefix problem of the factor: R[:B, :B], R[:B, −1] and the norm of the rest of
+        # the observations' column, so that TᵀT = [A_B | y]ᵀ[A_B | y]
+        T = np.zeros((B + 1, B + 1), order="F")
+        T[:B, :B] = f[:B, :B]
+        T[:B, B] = f[:B, -1]
+        T[B, B] = np.linalg.norm(f[B:, -1])
+        T *= w
+    else:
+        T = np.zeros((B + 1, B + 1), order="F")
+        fold_rows(T, w * np.column_stack([f[:, :B], f[:, -1]]))
+    for a, y, weight in blocks:
+        a = np.asarray(a, float).reshape(len(y), B)
+        n_obs += len(y)
+        y_sum += np.sqrt(weight) * float(np.sum(y))
+        if weight > 0:
+            fold_rows(T, np.sqrt(weight) * np.column_stack([a, y]))
+    return T, int(n_obs), float(y_sum)
 
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,

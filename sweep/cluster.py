@@ -308,13 +308,34 @@ SLICE_COST_KEYS = {"design": "sweep.cost.design_slice / sweep.cost.flop",
 COST_OVERHEAD = {"simulation": 1.0, "training": 1.0, "design": 2.0, "fit": 1.0, "point": 1.0}
 
 
+def _atoms_and_components(spec) -> tuple[float, float, float]:
+    """(atoms of the simulation cell, atoms of one training configuration at the largest L,
+    force components per atom in the rows) as the experiment declares them
+    (:attr:`sweep.experiment.Experiment.cell_atoms`, ``force_components``), else N^d, L^d, d."""
+    exp = spec.definition
+    dim = int(getattr(exp, "spatial_dimension", 2))
+    N, L = spec.params["simulation"]["size"], max(spec.grid["L"])
+    atoms = getattr(exp, "cell_atoms", None)
+    k = getattr(exp, "force_components", None) or dim
+    if atoms is None:
+        return float(N) ** dim, float(L) ** dim, float(k)
+    return float(atoms(spec, "simulation", N)), float(atoms(spec, "training", L)), float(k)
+
+
+#: Evidence iterations an ARD fit is costed at (scikit-learn's default ``max_iter``; the
+#: iteration usually runs to it), each ≈ 2 B³ flops (Cholesky, inverse and products of
+#: :func:`kernels.ard.solve_ard_reduced`).
+ARD_ITERATIONS = 300
+
+
 def estimate_task_seconds(spec, point=None) -> dict:
     """Expected duration (s) of each stage's task for the most expensive grid point of ``spec``
     (or for ``point``, a dict of grid labels). A rough model: relaxation steps scale with the
     linear cell size, work with atoms × basis size, factorisations with their flops; good to a
     factor of a few, which is what the lifetime check needs. For slice experiments the design
-    task is one pass in the slice's largest basis that factors the training rows, and a fit
-    solves from those factors."""
+    task is one pass in the slice's largest basis that factors the training rows (and the test
+    rows, when the experiment's cells declare their atoms: the dislocation cells), and a fit
+    solves from those factors (ARD: :data:`ARD_ITERATIONS` iterations of 2 B³ flops)."""
     p = spec.params
     N = p["simulation"]["size"]
     Ls = [point["L"]] if point else list(spec.grid["L"])
@@ -325,6 +346,12 @@ def estimate_task_seconds(spec, point=None) -> dict:
     steps_sim = min(p["relax"]["max_steps"], 5 * N + 10)
     steps_train = min(p["relax"]["max_steps"], 3 * L + 10)
     atoms_sim, atoms_train = N * N, L * L
+    declared = getattr(spec.definition, "cell_atoms", None) is not None
+    if declared:
+        atoms_sim, _, k = _atoms_and_components(spec)
+        atoms_train = float(spec.definition.cell_atoms(spec, "training", L))
+    else:
+        k = 2.0
 
     def cost(stage):
         return float(_cfg(f"sweep.cost.{stage}", COST_PER_UNIT[stage]))
@@ -337,12 +364,17 @@ def estimate_task_seconds(spec, point=None) -> dict:
     est = {s: COST_OVERHEAD[s] + cost(s) * w for s, w in work.items()}
     if getattr(spec.definition, "slice_design", False):
         B_slice = max(spec.grid["basis_size"])  # the pass is in the slice's largest basis
-        rows = n_train * (1 + 2 * atoms_train)
+        factored = n_struct if declared else n_train
+        rows = factored * (1 + k * atoms_train)
         est["design"] = (COST_OVERHEAD["design"]
                          + cost("design_slice") * atoms_train * n_struct * B_slice
                          + cost("flop") * 2.0 * rows * B_slice ** 2)
         est["fit"] = (COST_OVERHEAD["fit"] + cost("fit") * 1e7 * B
                       + cost("flop") * (2.0 * (n_train + 1) * B ** 2 + 4.0 * B ** 3 / 3))
+        if p.get("fit", {}).get("solver") == "ard":
+            est["fit"] += cost("flop") * ARD_ITERATIONS * 2.0 * B ** 3
+        if declared:  # the test virials: one evaluation of the fitted model per test config
+            est["fit"] += cost("point") * atoms_train * p["training"]["n_test"] * B
     return est
 
 
@@ -356,32 +388,53 @@ def estimate_task_bytes(spec) -> dict:
     """Expected peak memory (bytes) of each stage's task for the largest grid point of
     ``spec``, as rough as :func:`estimate_task_seconds`: relaxations by their atoms; with slice
     factors (:attr:`sweep.experiment.Experiment.slice_design`) the design pass by its chunk bound
-    (``resources.max_design_chunk_MB`` when the spec has it, else the whole matrix) plus its
-    B × B factors and a fit by its factors; otherwise the design task by one cell's whole rows
+    (``resources.max_design_chunk_MB`` when the spec has it, else the whole matrix; at least one
+    configuration's rows) plus its (B + 1)² factors and the training data it reads, and a fit by
+    its factors, the data and, for ARD, the six B × B work arrays of
+    :func:`kernels.ard.solve_ard_reduced`; otherwise the design task by one cell's whole rows
     (training and test) and a fit by four copies of the rows of every cell it stacks
     (:attr:`sweep.experiment.Experiment.cells_per_fit`): the rows themselves, the weighted
-    stack, and the column scaling's and the pivoted QR's copies of it."""
+    stack, and the column scaling's and the pivoted QR's copies of it. Atoms per cell and force
+    components per atom as the experiment declares them (``cell_atoms``, ``force_components``;
+    else N^d, L^d and d)."""
     p = spec.params
     exp = spec.definition
-    dim = int(getattr(exp, "spatial_dimension", 2))
-    N, L = p["simulation"]["size"], max(spec.grid["L"])
     B = max(spec.grid["basis_size"])
-    atoms_sim, atoms_train = float(N) ** dim, float(L) ** dim
+    atoms_sim, atoms_train, k = _atoms_and_components(spec)
     n_train, n_test = p["training"]["n_train"], p["training"]["n_test"]
-    rows_per_config = 1 + dim * atoms_train
+    rows_per_config = 1 + k * atoms_train
     factors = BYTES_PER_ENTRY * 2.0 * B * B
+    declared = getattr(exp, "cell_atoms", None) is not None
+    # the training stage: by its relaxations, or (declared cells) one relaxation plus the sets
+    # it returns, which the design and fit stages then read: positions and forces, 6 floats
+    # per atom and configuration
+    sets = BYTES_PER_ENTRY * 6.0 * atoms_train * (n_train + n_test)
+    data = (BYTES_PER_ATOM * atoms_train + sets if declared
+            else BYTES_PER_ATOM * atoms_train * (n_train + n_test))
     if getattr(exp, "slice_design", False):
         whole = BYTES_PER_ENTRY * n_train * rows_per_config * B
         chunk_MB = p.get("resources", {}).get("max_design_chunk_MB")
-        design = (min(whole, chunk_MB * 1e6) if chunk_MB else whole) + factors
+        if chunk_MB is None and declared:  # the dislocation pass always streams
+            from .tasks import design_chunk_MB  # noqa: PLC0415
+
+            chunk_MB = design_chunk_MB()
+        one_config = BYTES_PER_ENTRY * rows_per_config * (B + 1)
+        chunk = max(min(whole, chunk_MB * 1e6) if chunk_MB else whole, one_config)
+        design = chunk + factors
         fit = factors + BYTES_PER_ENTRY * (n_train + 1) * B
+        if declared:  # the pass and the fit (test virials) read the training sets
+            # a chunk's rows are held twice: as built and in the nested column order
+            design += chunk + sets
+            fit += sets
+        if p.get("fit", {}).get("solver") == "ard":
+            fit += BYTES_PER_ENTRY * 6.0 * B * B
     else:
         per_cell = BYTES_PER_ENTRY * (n_train + n_test) * rows_per_config * B
         cells = int(exp.cells_per_fit(spec)) if getattr(exp, "cells_per_fit", None) else 1
         design = per_cell
         fit = 4.0 * cells * per_cell
     return {"simulation": BYTES_PER_ATOM * atoms_sim,
-            "training": BYTES_PER_ATOM * atoms_train * (n_train + n_test),
+            "training": data,
             "design": design,
             "fit": fit,
             "point": BYTES_PER_ATOM * atoms_sim + BYTES_PER_ENTRY * B * atoms_sim}

@@ -103,6 +103,13 @@ class Experiment:
         the slice's largest basis, and its fits solve from those factors
         (:mod:`kernels.point_defect_slices`): :func:`sweep.cluster.estimate_task_seconds`
         costs the stages accordingly.
+    cell_atoms : callable, optional
+        ``cell_atoms(spec, kind, size) -> int``: the atoms of the ``"simulation"`` cell of size
+        N or of one ``"training"`` configuration of size L, for the estimates of
+        :mod:`sweep.cluster` (None: size ** spatial_dimension).
+    force_components : int, optional
+        Force components per atom in the design rows (None: ``spatial_dimension``; 3 for the
+        dislocation cells, whose rows keep all three).
     """
 
     name: str
@@ -124,6 +131,8 @@ class Experiment:
     species: tuple | None = None
     neutral_defaults: dict = field(default_factory=dict)
     cells_per_fit: Callable | None = None
+    cell_atoms: Callable | None = None
+    force_components: int | None = None
 
     @property
     def all_weight_fields(self) -> tuple:

@@ -9,7 +9,7 @@ task                        one per                                         feed
 ``lattice``                 sweep (a0, bulk energy, ∂²W_cb, ∂³W_cb)         everything
 ``simulation``              sweep (the quadrupole of size N, L_D = N/2)     points
 ``training``                (L, rattle_A)                                   design rows, fits
-``design``                  (L, rattle_A, basis_size)                       fits
+``design``                  (L, rattle_A): every basis size at once         fits
 ``fit``                     (L, rattle_A, basis_size, weights, observ.)     points
 ``point``                   grid point                                      the store
 ==========================  ==============================================  ==================
@@ -46,19 +46,21 @@ from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
 from ..spec import (DOMAIN_ALLOWED, DOMAIN_OPTIONAL, FIT_ALLOWED, FIT_OPTIONAL, STR, SpecError,
                     check_ace_table)
-from .p1_point_defects import ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL
+from .p1_point_defects import (ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL,
+                               RESOURCES, RESOURCES_OPTIONAL)
 
 __all__ = ["EXPERIMENT", "REFERENCE_MODELS", "VARIABLES", "EVIDENCE_VARIABLES", "lattice",
-           "simulation", "training", "design", "fit", "point", "evidence_values", "build",
-           "P2System", "W_SCREW"]
+           "simulation", "training", "design", "design_streamed", "fit", "point",
+           "evidence_values", "build", "P2System", "W_SCREW"]
 
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
 
 #: P1's tables, except that the rattle amplitude is a grid dimension (``rattle_A``) and the
-#: training table has the optional ``domain`` (:data:`sweep.spec.TRAINING_DOMAINS`).
+#: training table has the optional ``domain`` (:data:`sweep.spec.TRAINING_DOMAINS`); plus the
+#: optional ``[resources]`` table of the streamed design stage.
 FIXED = {**P1_FIXED, "training": {**{k: rule for k, rule in P1_FIXED["training"].items()
-                                     if k != "rattle_A"}, "domain": STR}}
+                                     if k != "rattle_A"}, "domain": STR}, **RESOURCES}
 
 ALLOWED = {
     "defect": ("screw",),
@@ -72,9 +74,9 @@ ALLOWED = {
     "geometry.stencil": P1_ALLOWED["geometry.stencil"],
     **DOMAIN_ALLOWED,
 }
-#: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`, the stencil and
-#: the training domain (``"dipole"``, P2 §3.1).
-OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **DOMAIN_OPTIONAL}
+#: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`, the stencil, the
+#: training domain (``"dipole"``, P2 §3.1) and the design stage's chunk bound.
+OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **DOMAIN_OPTIONAL, **RESOURCES_OPTIONAL}
 
 VARIABLES = {
     "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
@@ -167,12 +169,28 @@ def training(reference: str, lat: dk.LatticeReference, size: int, rattle_A: floa
 
 def design(ace: dict, basis_size: int, data: dk.TrainingData, lat: dk.LatticeReference,
            system: P2System = W_SCREW) -> dk.TrainingRows:
-    """Design and elastic rows of one training set in one basis."""
+    """Design and elastic rows of one training set in one basis, whole (the loop's union fit)."""
     return dk.design_rows(basis_for(ace, basis_size, system), data, lat.a0_A,
                           system.kernel)
 
 
-def fit(ace: dict, basis_size: int, rows: dk.TrainingRows, data: dk.TrainingData,
+def design_streamed(ace: dict, basis_sizes: list[int], data: dk.TrainingData,
+                    lat: dk.LatticeReference, system: P2System = W_SCREW,
+                    max_chunk_MB: float | None = None) -> dk.TrainingFactors:
+    """One streamed pass over a training set for every basis size of the grid
+    (:func:`kernels.dislocations.design_factors`), holding at most ``max_chunk_MB`` MB of rows
+    at once (None: :func:`sweep.tasks.design_chunk_MB`)."""
+    sizes = sorted(set(int(b) for b in basis_sizes))
+    bases = [basis_for(ace, b, system) for b in sizes]
+    for b in bases[:-1]:  # only their function keys are needed: free their pyace objects
+        b.function_keys()
+        b.release()
+    return dk.design_factors(bases, data, lat.a0_A, system.kernel,
+                             tasks.design_chunk_MB(max_chunk_MB) * 1e6)
+
+
+def fit(ace: dict, basis_size: int, rows: dk.TrainingRows | dk.TrainingFactors,
+        data: dk.TrainingData,
         lat: dk.LatticeReference, weights: dict, observations: str, fit_params: dict,
         system: P2System = W_SCREW):
     """One weighted fit; returns (FitResult, rows build time in s)."""
@@ -220,6 +238,26 @@ def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference)
             "zener_anisotropy": fitted[3],
             **{f"reference_{k}": v for k, v in zip(names, ref)},
             "reference_zener_anisotropy": ref[3]}
+
+
+#: Atoms per unit cell (a√6 × a√2 × a√3/2, volume 3a³) of the W screw cells
+#: (:func:`kernels.screw_quadrupole.cell_repeats`).
+W_SCREW_ATOMS_PER_UNIT_CELL = 6
+
+
+def w_screw_cell_atoms(spec, kind: str, size: float) -> int:
+    """Atoms of the W screw's ``"simulation"`` quadrupole of size N, or of one ``"training"``
+    configuration of size L (the dipole domain has side 2L, the checkerboard side L), for the
+    cost and memory estimates of :mod:`sweep.cluster` (no cell is built)."""
+    from kernels.dipole_cells import training_side_a  # noqa: PLC0415
+    from kernels.screw_quadrupole import cell_repeats  # noqa: PLC0415
+
+    side = float(size)
+    if kind == "training" and spec.params["training"].get(
+            "domain", DOMAIN_OPTIONAL["training.domain"]) == "dipole":
+        side = training_side_a(size)
+    nx, ny = cell_repeats(side)
+    return W_SCREW_ATOMS_PER_UNIT_CELL * nx * ny
 
 
 def training_seeds(spec, L: int, rattle_A: float, defect: str = "screw") -> tuple[int, int]:
@@ -277,7 +315,8 @@ def build(submit, spec, todo, system: P2System = W_SCREW):
         L, B, w, obs, a = c["L"], c["basis_size"], c["weights"], c["observations"], c["rattle_A"]
         data = submit("training", (L, a), training, ref, lat, L, a, p["training"],
                       *training_seeds(spec, L, a, system.defect), p["relax"], system)
-        rows = submit("design", (L, a, B), design, p["ace"], B, data, lat, system)
+        rows = submit("design", (L, a), design_streamed, p["ace"], spec.grid["basis_size"],
+                      data, lat, system, p["resources"]["max_design_chunk_MB"])
         fitted = submit("fit", (L, a, B, w, obs), fit, p["ace"], B, rows, data, lat,
                         spec.weights[w], obs, p["fit"], system)
         points[pt] = submit("point", tuple(c[d] for d in spec.dims), point, ref, p["ace"], B,
@@ -292,6 +331,7 @@ EXPERIMENT = register(Experiment(
                 "(P2 §4.2.1)",
     fixed=FIXED, allowed=ALLOWED, build=build, check=check, spatial_dimension=2,
     optional=OPTIONAL, optional_weight_fields={"elastic": 0.0, "nonlinear_elastic": 0.0},
+    species=("W",), slice_design=True, cell_atoms=w_screw_cell_atoms, force_components=3,
     weight_attrs={"energy": ("energy weight W_E (on energies as fit.energy_weighting says: total by default)", "1"),
                   "forces": ("force weight W_F", "1"),
                   "elastic": ("linear-elastic weight W_V1 (on ∂²W_cb per atom, eV; P2 eq. A.6)",
@@ -300,4 +340,4 @@ EXPERIMENT = register(Experiment(
                                         "P2 eq. A.6)", "1")},
     extra_dims=(ExtraDimension("rattle_A", float, {"long_name": "rattle amplitude α (largest displacement, JuLIP rattle!)",
                                                    "units": "Å"}),),
-    variables={**VARIABLES, **EVIDENCE_VARIABLES}, species=("W",)))
+    variables={**VARIABLES, **EVIDENCE_VARIABLES}))

@@ -44,7 +44,7 @@ EXPERIMENT = register(Experiment(
                 "elastic observations (P2 §4.2.3)",
     fixed=p2.FIXED, allowed=ALLOWED, build=functools.partial(p2.build, system=NIAL_SCREW),
     check=p2.check, spatial_dimension=2,
-    optional=dict(p2.EXPERIMENT.optional),
+    optional=dict(p2.EXPERIMENT.optional), slice_design=True, force_components=3,
     optional_weight_fields=dict(p2.EXPERIMENT.optional_weight_fields),
     weight_attrs=dict(p2.EXPERIMENT.weight_attrs), extra_dims=p2.EXPERIMENT.extra_dims,
     variables={**p2.VARIABLES, **p2.EVIDENCE_VARIABLES}, species=("Ni", "Al")))

@@ -54,7 +54,7 @@ EXPERIMENT = register(Experiment(
                 "observations (P2 §4.2.2)",
     fixed=p2.FIXED, allowed=ALLOWED, build=partial(p2.build, system=SI_EDGE_SYSTEM),
     check=partial(p2.check, system=SI_EDGE_SYSTEM), spatial_dimension=2,
-    optional=dict(p2.EXPERIMENT.optional),
+    optional=dict(p2.EXPERIMENT.optional), slice_design=True, force_components=3,
     optional_weight_fields=p2.EXPERIMENT.optional_weight_fields,
     weight_attrs=p2.EXPERIMENT.weight_attrs, extra_dims=p2.EXPERIMENT.extra_dims,
     variables=VARIABLES, species=("Si",)))
