@@ -35,9 +35,12 @@ def _compare(ds_fast, ds_plain):
 
 @pytest.mark.slow
 def test_quick_preset_reaches_the_lbfgs_minimum_at_every_point(tmp_path):
-    """p2-w-screw-quick itself (12 points, 300 functions, 30 a0 cell) against ase's L-BFGS
-    at its force tolerance."""
-    text = builtin_specs()["p2-w-screw-quick"]
+    """p2-w-screw-quick itself (12 points, 300 functions, 30 a0 cell) against ase's L-BFGS,
+    both relaxed to 1e-6 eV/Å: at the preset's 1e-5 eV/Å the two stop up to 5e-5 Å apart in
+    geometry error (4e-4 relative; measured), the spread of any two optimisers at that
+    tolerance, not another minimum."""
+    text = re.sub(r"^fmax_eV_per_A = .*$", "fmax_eV_per_A = 1e-6",
+                  builtin_specs()["p2-w-screw-quick"], flags=re.M)
     fast = parse_spec(text)
     plain = parse_spec(_with_optimizer(text, "lbfgs", "p2-w-screw-quick-lbfgs"))
     _compare(run_local(fast, tmp_path / "fast.zarr", 2),
