@@ -76,7 +76,8 @@ def one(N: int, method: str) -> dict:
     A = p.shifted()
     res = float(np.linalg.norm(A @ s - v) / np.linalg.norm(v))
     fn = p._solve
-    objs = [getattr(fn, "__self__", None)] + [c.cell_contents for c in getattr(fn, "__closure__", None) or ()]
+    closure = getattr(fn, "__closure__", None) or ()
+    objs = [getattr(fn, "__self__", None)] + [c.cell_contents for c in closure]
     fill = None
     for obj in objs:
         if hasattr(obj, "nnz") and hasattr(obj, "diag"):  # MultifrontalCholesky: L

@@ -18,7 +18,8 @@ hundreds on a cell of thousands of atoms (its soft long-wavelength modes).
 * :func:`relax_preconditioned` — force-only L-BFGS (two-loop recursion) with H₀ = (H_ref + μ I)
   applied by an exact sparse factorisation (:class:`HessianPreconditioner`: a Cholesky in a
   nested-dissection order of the atoms by default), unit steps capped at ``max_step_A`` per
-  atom, no line search (as :func:`kernels.relax.relax`'s ``"lbfgs"``, robust at tight force tolerances).
+  atom, no line search (as :func:`kernels.relax.relax`'s ``"lbfgs"``, robust at tight force
+  tolerances).
 
 Units: Å, eV, eV/Å, Hessian eV/Å².
 """
