@@ -16,8 +16,10 @@ hundreds on a cell of thousands of atoms (its soft long-wavelength modes).
   1584-atom W screw quadrupole (Zhou EAM, cutoff 7.9 Å, a cell 2.7 Å thick along the line) the
   differences need 266 displacement groups, ~1,600 force calls; the analytic one is one pass.
 * :func:`relax_preconditioned` — force-only L-BFGS (two-loop recursion) with H₀ = (H_ref + μ I)
-  applied by a sparse LU factorisation, unit steps capped at ``max_step_A`` per atom, no line
-  search (as :func:`kernels.relax.relax`'s ``"lbfgs"``, robust at tight force tolerances).
+  applied by an exact sparse factorisation (:class:`HessianPreconditioner`: a Cholesky in a
+  nested-dissection order of the atoms by default), unit steps capped at ``max_step_A`` per
+  atom, no line search (as :func:`kernels.relax.relax`'s ``"lbfgs"``, robust at tight force
+  tolerances).
 
 Units: Å, eV, eV/Å, Hessian eV/Å².
 """
@@ -32,7 +34,8 @@ import scipy.sparse.linalg
 
 from .relax import RelaxationError, RelaxResult
 
-__all__ = ["sparse_hessian", "reference_hessian", "HessianPreconditioner", "relax_preconditioned"]
+__all__ = ["sparse_hessian", "reference_hessian", "HessianPreconditioner", "relax_preconditioned",
+           "METHODS"]
 
 
 def _colour_groups(positions_A, cell_A, separation_A: float) -> list[np.ndarray]:
@@ -123,6 +126,10 @@ def reference_hessian(model, positions_A: np.ndarray, cell_A: np.ndarray, symbol
     return H[keep][:, keep].tocsr()
 
 
+#: Factorisations of (H + μ I) (:class:`HessianPreconditioner`): ``"cholesky"`` the default.
+METHODS = ("cholesky", "lu", "amg")
+
+
 @dataclass
 class HessianPreconditioner:
     """(H + μ I)⁻¹ applied to a vector, built on first use (picklable: the factor is rebuilt in
@@ -131,56 +138,115 @@ class HessianPreconditioner:
     Parameters
     ----------
     hessian : scipy.sparse matrix
-        Reference Hessian, eV/Å², over n·k coordinates.
+        Reference Hessian, eV/Å², over n·k coordinates (k consecutive coordinates per atom).
     shift : float
         Relative diagonal shift.
-    method : {"lu", "amg"}
-        ``"lu"`` (the default): exact sparse LU (scipy's SuperLU); its fill grows faster than
-        the cell (W screw quadrupole: LU + one solve 4.9 s / 0.58 GB at 4,752 coordinates,
-        129 s / 2.0 GB at 18,144). ``"amg"`` (experimental, used by no spec): conjugate gradients
-        to relative residual ``amg_rtol`` preconditioned by pyamg's smoothed-aggregation
-        multigrid, set-up linear in the cell (0.2 s and 0.9 s on those cells; one V-cycle alone
-        was a poor inverse: 61 steps against LU's 5). Not robust: with rtol 1e-3 on the
-        6048-atom W quadrupole 3 of 13 fitted-model relaxations ran 33–38 steps to another
-        minimum (geometry error 3.2 Å) where the LU took 4–5 steps to ȳ_ML.
+    method : {"cholesky", "lu", "amg"}
+        ``"cholesky"`` (the default): exact sparse L Lᵀ in a geometric nested-dissection order
+        of the atoms (:mod:`kernels.nested_dissection`; needs ``positions_A`` and ``cell_A``).
+        Its fill grows like n log n: the W screw quadrupole of 24,192 atoms (72,576
+        coordinates) factors on one core within the worker's memory (figures in
+        docs/performance.md). If H + μ I is not positive definite (a Hessian taken away from
+        a minimum) the same matrix is factored by SuperLU in the same order instead — still
+        exact, about twice the memory; :attr:`factorisation` says which one ran. Without
+        positions it is ``"lu"``.
+        ``"lu"``: scipy's SuperLU with its COLAMD ordering, the same operator; its fill grows
+        much faster than the cell (W screw quadrupole: LU + one solve 4.9 s / 0.58 GB at 4,752
+        coordinates, 129 s / 2.0 GB at 18,144).
+        ``"amg"`` (experimental, used by no spec): conjugate gradients to relative residual
+        ``amg_rtol`` preconditioned by pyamg's smoothed-aggregation multigrid, set-up linear in
+        the cell (0.2 s and 0.9 s on those cells; one V-cycle alone was a poor inverse: 61
+        steps against LU's 5). Not robust: with rtol 1e-3 on the 6048-atom W quadrupole 3 of
+        13 fitted-model relaxations ran 33–38 steps to another minimum (geometry error 3.2 Å)
+        where the LU took 4–5 steps to ȳ_ML.
     amg_rtol : float
         Relative residual of the multigrid-preconditioned CG solves.
+    positions_A : (n, 3) ndarray, optional
+        Atom positions (Å) at which the Hessian was taken: the geometry of the ordering.
+    cell_A : (3, 3) ndarray, optional
+        Periodic cell rows, Å.
     """
 
     hessian: scipy.sparse.csr_matrix
     shift: float = 1e-3
-    method: str = "lu"
+    method: str = "cholesky"
     amg_rtol: float = 1e-3
+    positions_A: np.ndarray | None = None
+    cell_A: np.ndarray | None = None
     _solve: object = field(default=None, repr=False, compare=False)
+    #: the factorisation built: "cholesky-nd", "lu-nd" (not positive definite), "lu-colamd",
+    #: "amg"; None before the first solve
+    factorisation: str | None = field(default=None, repr=False, compare=False)
+
+    _STATE = ("hessian", "shift", "method", "amg_rtol", "positions_A", "cell_A")
 
     def __post_init__(self):
-        if self.method not in ("lu", "amg"):
-            raise ValueError(f"method must be 'lu' or 'amg', got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if (self.positions_A is None) != (self.cell_A is None):
+            raise ValueError("positions_A and cell_A go together")
 
     def __getstate__(self):
-        return {"hessian": self.hessian, "shift": self.shift, "method": self.method,
-                "amg_rtol": self.amg_rtol}
+        return {k: getattr(self, k) for k in self._STATE}
 
     def __setstate__(self, state):
-        self.hessian, self.shift = state["hessian"], state["shift"]
-        self.method = state.get("method", "lu")
-        self.amg_rtol = state.get("amg_rtol", 1e-3)
+        defaults = {"shift": 1e-3, "method": "lu", "amg_rtol": 1e-3, "positions_A": None,
+                    "cell_A": None}
+        for k in self._STATE:
+            setattr(self, k, state.get(k, defaults.get(k)))
         self._solve = None
+        self.factorisation = None
+
+    def shifted(self) -> scipy.sparse.csr_matrix:
+        """H + μ I, eV/Å²."""
+        H = scipy.sparse.csr_matrix(self.hessian)
+        mu = self.shift * float(np.mean(H.diagonal()))
+        return (H + mu * scipy.sparse.identity(H.shape[0], format="csr")).tocsr()
+
+    def _build(self):
+        A = self.shifted()
+        if self.method == "amg":
+            import pyamg  # noqa: PLC0415
+
+            ml = pyamg.smoothed_aggregation_solver(A, max_coarse=500)
+            rtol = self.amg_rtol
+            self.factorisation = "amg"
+            return lambda b: ml.solve(b, tol=rtol, accel="cg", maxiter=200)
+        if self.method == "lu" or self.positions_A is None:
+            self.factorisation = "lu-colamd"
+            return scipy.sparse.linalg.factorized(A.tocsc())
+        from .nested_dissection import (MultifrontalCholesky, NotPositiveDefinite,  # noqa: PLC0415
+                                        atom_graph, separator_tree)
+
+        k = A.shape[0] // len(self.positions_A)
+        tree = separator_tree(atom_graph(A, k), self.positions_A, self.cell_A)
+        try:
+            chol = MultifrontalCholesky(A, tree, k)
+        except NotPositiveDefinite:
+            pass
+        else:
+            self.factorisation = "cholesky-nd"
+            return chol.solve
+        # Not positive definite: an LU of the same matrix in the same order. SymmetricMode
+        # with a small pivot threshold keeps the diagonal pivots (and so the ordering's fill)
+        # unless one is tiny.
+        perm = (k * tree.order[:, None] + np.arange(k)).ravel()
+        lu = scipy.sparse.linalg.splu(A[perm][:, perm].tocsc(), permc_spec="NATURAL",
+                                      diag_pivot_thresh=0.01,
+                                      options={"SymmetricMode": True})
+        self.factorisation = "lu-nd"
+
+        def solve(b):
+            out = np.empty(len(b))
+            out[perm] = lu.solve(np.asarray(b, float)[perm])
+            return out
+
+        return solve
 
     def solve(self, v: np.ndarray) -> np.ndarray:
-        """(H + μ I)⁻¹ v (exactly with LU, to ``amg_rtol`` with multigrid)."""
+        """(H + μ I)⁻¹ v (exactly with the factorisations, to ``amg_rtol`` with multigrid)."""
         if self._solve is None:
-            H = self.hessian.tocsc()
-            mu = self.shift * float(np.mean(H.diagonal()))
-            A = H + mu * scipy.sparse.identity(H.shape[0], format="csc")
-            if self.method == "lu":
-                self._solve = scipy.sparse.linalg.factorized(A.tocsc())
-            else:
-                import pyamg  # noqa: PLC0415
-
-                ml = pyamg.smoothed_aggregation_solver(A.tocsr(), max_coarse=500)
-                rtol = self.amg_rtol
-                self._solve = lambda b: ml.solve(b, tol=rtol, accel="cg", maxiter=200)
+            self._solve = self._build()
         return self._solve(v)
 
 

@@ -243,7 +243,9 @@ def reference_preconditioner(model, relaxed_A: np.ndarray, cell_A: np.ndarray,
     if options.optimizer != HESSIAN_LBFGS:
         return None
     return HessianPreconditioner(reference_hessian(model, relaxed_A, cell_A, symbols,
-                                                   components))
+                                                   components),
+                                 positions_A=np.array(relaxed_A, float),
+                                 cell_A=np.array(cell_A, float))
 
 
 def relax_fitted(model, start_A: np.ndarray, cell_A: np.ndarray, symbols: list[str],
