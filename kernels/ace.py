@@ -26,7 +26,8 @@ import numpy as np
 
 from .finnis_sinclair import EnergyForcesVirial
 
-__all__ = ["ACEBasis", "ACEModel", "ace_potential_config", "DesignRows", "truncation_rank"]
+__all__ = ["ACEBasis", "ACEModel", "ace_potential_config", "DesignRows", "truncation_rank",
+           "periodic_atomic_environment"]
 
 
 def truncation_rank(key: tuple) -> tuple:
@@ -328,6 +329,34 @@ class ACEBasis:
         return E
 
 
+def periodic_atomic_environment(positions_A: np.ndarray, cell_A: np.ndarray, types: list[int],
+                                cutoff_A: float):
+    """pyace's ``ACEAtomicEnvironment`` of a fully periodic cell: the real atoms, one ghost per
+    (atom, lattice shift) pair that some atom sees within ``cutoff_A`` (Å), each real atom's
+    neighbour indices, and the ghosts' origins (the real atom a ghost's forces fold back to).
+    Built from matscipy's linear-time neighbour list."""
+    from matscipy.neighbours import neighbour_list  # noqa: PLC0415
+    from pyace.catomicenvironment import ACEAtomicEnvironment  # noqa: PLC0415
+
+    x = np.asarray(positions_A, float)
+    cell = np.asarray(cell_A, float)
+    n = len(x)
+    i, j, S = neighbour_list("ijS", positions=x, cell=cell, pbc=[True] * 3, cutoff=cutoff_A)
+    ghost = np.any(S != 0, axis=1)
+    shifted, which = np.unique(np.column_stack([j[ghost], S[ghost]]), axis=0,
+                               return_inverse=True)
+    jj = j.copy()
+    jj[ghost] = n + which.ravel()
+    types = np.asarray(types, int)
+    start = np.searchsorted(i, np.arange(n + 1))
+    ae = ACEAtomicEnvironment()
+    ae.x = np.vstack([x, x[shifted[:, 0]] + shifted[:, 1:] @ cell]).tolist()
+    ae.species_type = np.concatenate([types, types[shifted[:, 0]]]).tolist()
+    ae.neighbour_list = [jj[start[a]:start[a + 1]].tolist() for a in range(n)]
+    ae.origins = list(range(n)) + shifted[:, 0].tolist()
+    return ae
+
+
 @dataclass(frozen=True)
 class ACEModel:
     """A fitted linear ACE model: a basis and its coefficients (picklable).
@@ -358,16 +387,26 @@ class ACEModel:
 
     def evaluate(self, positions_A: np.ndarray, cell_A: np.ndarray,
                  symbols: list[str] | None = None) -> EnergyForcesVirial:
-        """Energy, forces and virial of one configuration (positions in Å)."""
-        from ase import Atoms  # noqa: PLC0415
+        """Energy, forces and virial of one periodic configuration (positions in Å).
 
+        pyace's evaluator runs on an atomic environment built here from matscipy's neighbour
+        list (:func:`periodic_atomic_environment`): pyace's own builder grows faster than the
+        cell (2.05 s of 2.2 for 6,048 atoms, 57 s for the 24,192-atom P2 cell, 300 functions),
+        while the evaluation itself is linear. Same results to rounding (tested)."""
         if "calc" not in self._cache:
             self._cache["calc"] = self.ase_calculator()
-        n = len(positions_A)
-        symbols = symbols or [self.basis.config["elements"][0]] * n
-        atoms = Atoms(symbols=symbols, positions=positions_A, cell=cell_A, pbc=True)
-        atoms.calc = self._cache["calc"]
-        e = atoms.get_potential_energy()
-        f = atoms.get_forces()
-        virial = -atoms.get_stress(voigt=False) * atoms.get_volume()
-        return EnergyForcesVirial(float(e), np.array(f), np.array(virial))
+        calc = self._cache["calc"]
+        x = np.asarray(positions_A, float)
+        cell = np.asarray(cell_A, float)
+        symbols = symbols or [self.basis.config["elements"][0]] * len(x)
+        # the calculator maps element names as bytes (b"Al") to pyace's species indices
+        index = {(k.decode() if isinstance(k, bytes) else str(k)): v
+                 for k, v in calc.elements_mapper_dict.items()}
+        types = [index[s] for s in symbols]
+        ace = calc.ace
+        ace.compute(periodic_atomic_environment(x, cell, types, calc.cutoff),
+                    compute_projections=False)
+        # pyace's "virial" (xx, yy, zz, xy, xz, yz) is ase's stress × volume: minus the virial
+        v = -np.array(ace.virial)
+        virial = np.array([[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]])
+        return EnergyForcesVirial(float(ace.energy), np.array(ace.forces, float), virial)

@@ -64,3 +64,31 @@ def test_fit_learns_bulk_energy(fitted):
     no_bulk = pd.fit(basis, rows, data, lat, 100.0, 1.0)  # the default: the papers' loss
     assert no_bulk.n_observations == fit.n_observations - 1
     assert not no_bulk.bulk_energy_observed
+
+
+@pytest.mark.parametrize("elements, crystal, repeats", [
+    (["W"], ("W", "bcc", 3.16), (3, 3, 1)),            # thinner than the cutoff along z
+    (["Ni", "Al"], ("NiAl", "cesiumchloride", 2.88), (4, 3, 2)),
+])
+def test_model_evaluation_equals_pyace_own_calculator(elements, crystal, repeats):
+    """ACEModel.evaluate builds pyace's atomic environment from matscipy's neighbour list; its
+    energy, forces and virial are those of pyace's own ASE calculator on a sheared, rattled
+    cell (to rounding), for one and two species."""
+    from ase import Atoms
+    from ase.build import bulk
+
+    rng = np.random.default_rng(1)
+    at = bulk(crystal[0], crystal[1], crystal[2], cubic=crystal[1] == "bcc") * repeats
+    basis = ACEBasis(ace_potential_config(elements, 40, 5.0, [8, 4, 3], [0, 3, 2]))
+    model = ACEModel(basis, rng.normal(0, 1e-2, basis.n_functions))
+    x = at.positions + rng.normal(0, 0.05, at.positions.shape)
+    cell = np.array(at.cell)
+    cell[0, 1] = 0.3
+    sym = at.get_chemical_symbols()
+    ref = Atoms(symbols=sym, positions=x, cell=cell, pbc=True)
+    ref.calc = model.ase_calculator()
+    r = model.evaluate(x, cell, sym)
+    assert r.energy_eV == pytest.approx(ref.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(r.forces_eV_per_A, ref.get_forces(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(r.virial_eV, -ref.get_stress(voigt=False) * ref.get_volume(),
+                               rtol=0, atol=1e-10)
