@@ -525,6 +525,15 @@ def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
     sym = _symbols(data, data.train.positions_A.shape[1], system)
     train = basis.design_rows(data.train.positions_A, data.cell_A, sym)
     test = basis.design_rows(data.test.positions_A, data.cell_A, sym)
+    perfect, el, M, Phi = _perfect_crystal_rows(basis, a0_A, system)
+    return TrainingRows(train, test, perfect, el.first, el.second, el.third, train.energy.shape[1],
+                        time.perf_counter() - t0, M, Phi)
+
+
+def _perfect_crystal_rows(basis: ACEBasis, a0_A: float, system: DislocationSystem):
+    """The perfect crystal's rows: its energy row, the elastic rows (first, second, third
+    Cauchy–Born derivatives) and, for ``system.relaxed_elastic``, the sublattice internal-strain
+    and Γ-point force-constant rows (M_s, Φ_s; None otherwise), in ``basis``'s column order."""
     x, c, s = system.perfect_cell(a0_A)
     perfect = basis.design_rows(x[None], c, s)
     el = elastic_rows(basis, x, c, s, STRAIN_STEP, third=True)
@@ -535,8 +544,7 @@ def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
         sub = sublattice_constants(lambda y, cell: basis.design_rows(y[None], cell, s).forces[0],
                                    x, c, s, STRAIN_STEP, DISPLACEMENT_STEP_A)
         M, Phi = sub.internal_strain, sub.force_constants
-    return TrainingRows(train, test, perfect, el.first, el.second, el.third, train.energy.shape[1],
-                        time.perf_counter() - t0, M, Phi)
+    return perfect, el, M, Phi
 
 
 def _stream_forces(basis: ACEBasis, order: np.ndarray, positions_A: np.ndarray,
@@ -600,17 +608,10 @@ def design_factors(bases: ACEBasis | list[ACEBasis], data: TrainingData, a0_A: f
     e_test, t = _stream_forces(big, order, data.test.positions_A, data.test.forces_eV_per_A,
                                data.cell_A, sym, chunk, test)
     t_rows += t
-    x, c, s = system.perfect_cell(a0_A)
     t1 = time.perf_counter()
-    perfect = big.design_rows(x[None], c, s)
-    el = elastic_rows(big, x, c, s, STRAIN_STEP, third=True)
-    M = Phi = None
-    if system.relaxed_elastic:  # internal-strain rows of the multilattice (M_s, Φ_s)
-        from .relaxed_elasticity import sublattice_constants  # noqa: PLC0415
-
-        sub = sublattice_constants(lambda y, cell: big.design_rows(y[None], cell, s).forces[0],
-                                   x, c, s, STRAIN_STEP, DISPLACEMENT_STEP_A)
-        M, Phi = sub.internal_strain[..., order], sub.force_constants[..., order]
+    perfect, el, M, Phi = _perfect_crystal_rows(big, a0_A, system)
+    if M is not None:
+        M, Phi = M[..., order], Phi[..., order]
     t_rows += time.perf_counter() - t1
     return TrainingFactors(
         nested=nested,
