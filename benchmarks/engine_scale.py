@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
 
 from sweep.experiment import Experiment, register  # noqa: E402
 from sweep.spec import NONNEG_INT, POS_INT, parse_spec  # noqa: E402
+from sweep.store import git_commit  # noqa: E402
 
 #: Number of ``L`` values of the benchmark grid (``basis_size`` takes the rest of the points).
 N_L = 10
@@ -175,14 +176,6 @@ def run_one(n_points: int, store_dir: Path, workers: int) -> dict:
             "load_before": load_before, "load_after": os.getloadavg()[0], "workers": workers}
 
 
-def _commit() -> str:
-    r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                       capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
-                           capture_output=True, text=True).stdout.strip()
-    return r.stdout.strip() + ("+dirty" if dirty else "")
-
-
 HEADER = ("points", "graph s", "run s", "ms/point", "write s", "flushes", "files",
           "files/point", "scan s", "peak RSS MB", "load")
 
@@ -210,7 +203,7 @@ def main(argv=None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="engine-scale-")
         args.store_dir = Path(tmp.name)
     args.store_dir.mkdir(parents=True, exist_ok=True)
-    commit = _commit()
+    commit = git_commit()
     rows = []
     print("| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER), flush=True)
     for n in args.sizes:

@@ -167,8 +167,9 @@ def main(argv=None) -> None:
             d = one(int(a.child[0]), a.child[1])
         print(json.dumps(d))
         return
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    from sweep.store import git_commit  # noqa: PLC0415
+
+    commit = git_commit()
     print(f"# commit {commit}  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  "
           f"load {_load()}  (1-min 5-min 15-min)", flush=True)
     if a.fitted:

@@ -26,15 +26,8 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
+from sweep.store import git_commit
 
-
-def _commit() -> str:
-    r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                       capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
-                           capture_output=True, text=True).stdout.strip()
-    return r.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def run_one(spec: str, store_dir: Path, workers: int) -> dict:
@@ -47,7 +40,7 @@ def run_one(spec: str, store_dir: Path, workers: int) -> dict:
     cmd = [sys.executable, "-m", "sweep.cli", "run", spec, "--store", str(store),
            "--workers", str(workers), "--no-progress"]
     load_before = os.getloadavg()
-    commit = _commit()  # the code that ran, even if the checkout moves during a long run
+    commit = git_commit()  # the code that ran, even if the checkout moves during a long run
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_rss: dict[int, float] = {}

@@ -168,7 +168,9 @@ def _package_versions() -> dict:
     return out
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The checkout's HEAD commit, with ``-dirty`` when tracked files differ from it; "unknown"
+    outside a git checkout. Recorded in store attributes and by the benchmarks."""
     try:
         here = Path(__file__).resolve().parent
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
@@ -206,7 +208,7 @@ def template(spec: Spec) -> xr.Dataset:
         "spatial_dimension": spec.definition.spatial_dimension,
         "seeds_policy": SEEDS_POLICY,
         "package_versions": json.dumps(_package_versions(), sort_keys=True),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "created_at": _now(),
         "units_note": "lengths Å, energies eV, forces eV/Å; L and N in units of r0 (attr r0_A)",
     }
