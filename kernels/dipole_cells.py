@@ -202,6 +202,17 @@ def mean_elastic_distortion(displacement, cell_A: np.ndarray, burgers_A: np.ndar
     return du.mean(axis=0) / h
 
 
+def _column_slips(positions0_A, positions_A, burgers_A):
+    """The atom columns along z of the perfect sites (their projected positions (k, 2), Å),
+    each column's displacement along b (k,), Å, taken from its first atom, and |b| (Å)."""
+    b = np.asarray(burgers_A, float)
+    bn = float(np.linalg.norm(b))
+    x0 = np.asarray(positions0_A, float)
+    cols, first = np.unique(np.round(x0[:, :2], 6), axis=0, return_index=True)
+    s = ((np.asarray(positions_A, float) - x0) @ (b / bn))[first]
+    return cols, s, bn
+
+
 def locate_cores(positions0_A: np.ndarray, positions_A: np.ndarray, burgers_A: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Dislocation cores of a relaxed straight-dislocation cell by Burgers circuits (Å).
@@ -218,12 +229,7 @@ def locate_cores(positions0_A: np.ndarray, positions_A: np.ndarray, burgers_A: n
     """
     from scipy.spatial import Delaunay  # noqa: PLC0415
 
-    b = np.asarray(burgers_A, float)
-    bn = float(np.linalg.norm(b))
-    e = b / bn
-    xy = np.round(np.asarray(positions0_A, float)[:, :2], 6)
-    cols, first = np.unique(xy, axis=0, return_index=True)
-    s = ((np.asarray(positions_A, float) - positions0_A) @ e)[first]
+    cols, s, bn = _column_slips(positions0_A, positions_A, burgers_A)
     tri = Delaunay(cols).simplices
     v1, v2 = cols[tri[:, 1]] - cols[tri[:, 0]], cols[tri[:, 2]] - cols[tri[:, 0]]
     tri[(v1[:, 0] * v2[:, 1] - v1[:, 1] * v2[:, 0]) < 0] = tri[:, ::-1][
@@ -260,13 +266,9 @@ def enclosed_burgers(positions0_A: np.ndarray, positions_A: np.ndarray, cell_A: 
     in-plane column spacing estimated from the sites (the median nearest-column distance).
     """
     b = np.asarray(burgers_A, float)
-    bn = float(np.linalg.norm(b))
-    e = b / bn
+    e = b / float(np.linalg.norm(b))
     cell = np.asarray(cell_A, float)
-    x0 = np.asarray(positions0_A, float)
-    xy = np.round(x0[:, :2], 6)
-    cols, first = np.unique(xy, axis=0, return_index=True)
-    s = ((np.asarray(positions_A, float) - x0) @ e)[first]
+    cols, s, bn = _column_slips(positions0_A, positions_A, burgers_A)
     a1, a2 = cell[0, :2], cell[1, :2]
     tilt_b = float(cell[1] @ e) - float(np.array([a2[0], a2[1], 0.0]) @ e)  # tilt along b
     if width_A is None:
