@@ -92,6 +92,8 @@ class RelaxOptions:
     fmax_eV_per_A: float = 1e-6
     max_steps: int = 10_000
     optimizer: str = "lbfgs"
+    #: :data:`REFERENCE_OPTIMIZERS`; see :func:`reference_optimizer`
+    reference_optimizer: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -223,15 +225,22 @@ def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separa
     return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps, precon)
 
 
+#: Optimisers of the reference relaxations (:attr:`RelaxOptions.reference_optimizer`).
+REFERENCE_OPTIMIZERS = ("auto", "lbfgs", "precon-lbfgs", "fire")
+
+
 def reference_optimizer(options: RelaxOptions) -> str:
-    """The optimiser of the reference relaxations: ``options.optimizer``, except that
-    ``"hessian-lbfgs"`` (which needs the reference Hessian at the minimum it is looking for)
-    relaxes the reference cells with ase's ``"lbfgs"``.
+    """The optimiser of the reference relaxations: ``options.reference_optimizer`` unless it is
+    ``"auto"``; then ``options.optimizer``, except that ``"hessian-lbfgs"`` (which needs the
+    reference Hessian at the minimum it is looking for) relaxes the reference cells with ase's
+    ``"lbfgs"``.
 
     So ū (and P2's ȳ_L, ȳ) are those of an ``"lbfgs"`` spec bit for bit. (ase's
     ``"precon-lbfgs"`` was 4× faster on the 1584-atom W screw quadrupole, but it relaxed the
     L = 14 a0 W training cell to another minimum at the same tolerance: the fits' geometry
     errors changed from 0.049 to 0.18 Å.)"""
+    if options.reference_optimizer != "auto":
+        return options.reference_optimizer
     return "lbfgs" if options.optimizer == HESSIAN_LBFGS else options.optimizer
 
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kernels.point_defects import REFERENCE_OPTIMIZERS
 from kernels.least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM,
                                    ENERGY_WEIGHTINGS, WEIGHT_FORMS)
 
@@ -54,7 +55,8 @@ __all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "builtin_specs", "DIM
            "EXPERIMENTS", "POS_INT", "NONNEG_INT", "POS_FLOAT", "NONNEG_FLOAT", "STR", "BOOL",
            "INT_LIST",
            "check_ace_table", "RESOURCE_TABLES", "FIT_OPTIONAL", "FIT_ALLOWED",
-           "TRAINING_DOMAINS", "DOMAIN_OPTIONAL", "DOMAIN_ALLOWED"]
+           "TRAINING_DOMAINS", "DOMAIN_OPTIONAL", "DOMAIN_ALLOWED", "RELAX_OPTIONAL",
+           "RELAX_ALLOWED"]
 
 #: Dimensions every result Dataset has, in order (an experiment may add more after them).
 DIMENSIONS = ("defect", "n_defects", "L", "basis_size", "weights", "observations")
@@ -113,6 +115,14 @@ FIT_ALLOWED = {"fit.energy_weighting": ENERGY_WEIGHTINGS, "fit.weight_form": WEI
 TRAINING_DOMAINS = ("dipole", "checkerboard")
 DOMAIN_OPTIONAL = {"training.domain": TRAINING_DOMAINS[0]}
 DOMAIN_ALLOWED = {"training.domain": TRAINING_DOMAINS}
+
+#: The optimiser of the reference relaxations, optional field ``relax.reference_optimizer``
+#: (:data:`kernels.point_defects.REFERENCE_OPTIMIZERS`): ``"auto"`` (the default) is
+#: ``relax.optimizer``, with ase's ``"lbfgs"`` for ``"hessian-lbfgs"``; ``"precon-lbfgs"`` is
+#: the papers' own code (JuLIP's ``minimise!`` at fixed cell: L-BFGS with the Exp
+#: preconditioner). Every experiment takes it; at ``"auto"`` it stays out of the fingerprint.
+RELAX_OPTIONAL = {"relax.reference_optimizer": REFERENCE_OPTIMIZERS[0]}
+RELAX_ALLOWED = {"relax.reference_optimizer": REFERENCE_OPTIMIZERS}
 
 #: Tables that bound resources (memory) and change the values only by rounding: validated like
 #: any other, but not part of the fingerprint, so a store can be resumed with other limits.
@@ -180,7 +190,8 @@ class Spec:
         plain, JSON-able dict — what a store belongs to."""
         params = {k: v for k, v in self.params.items() if k not in RESOURCE_TABLES}
         exp = EXPERIMENTS.get(self.experiment)
-        for dotted, default in (exp.neutral_defaults if exp else {}).items():
+        neutral = {**RELAX_OPTIONAL, **(exp.neutral_defaults if exp else {})}
+        for dotted, default in neutral.items():
             table, name = dotted.split(".", 1)
             if name in params.get(table, {}) and params[table][name] == default:
                 params[table] = {k: v for k, v in params[table].items() if k != name}

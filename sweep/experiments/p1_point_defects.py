@@ -49,7 +49,7 @@ from kernels.planar_basis import BASIS_COUNTS, DEFAULT_BASIS_COUNT
 from .. import tasks
 from ..experiment import Experiment, register
 from ..seeds import derive_seed
-from ..spec import (BOOL, FIT_ALLOWED, FIT_OPTIONAL, NONNEG_INT, POS_FLOAT, POS_INT, STR,
+from ..spec import (BOOL, FIT_ALLOWED, FIT_OPTIONAL, RELAX_ALLOWED, RELAX_OPTIONAL, NONNEG_INT, POS_FLOAT, POS_INT, STR,
                     INT_LIST, SpecError, check_ace_table)
 
 __all__ = ["EXPERIMENT", "FIXED", "FIXED_2D", "OPTIONAL_2D", "VARIABLES_2D", "FIT_SCALE_COLUMNS",
@@ -67,7 +67,8 @@ FIXED = {
     # energy_weighting, weight_form, bulk_energy_row: the loss conventions (sweep.spec.FIT_OPTIONAL)
     "fit": {"solver": STR, "rtol": POS_FLOAT, "energy_weighting": STR, "weight_form": STR,
             "bulk_energy_row": BOOL},
-    "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR},
+    "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR,
+              "reference_optimizer": STR},
     "geometry": {"stencil": STR},
 }
 
@@ -93,7 +94,7 @@ GEOMETRY_OPTIONAL = {"geometry": {}, "geometry.stencil": STENCILS[0]}
 RESOURCES = {"resources": {"max_design_chunk_MB": POS_FLOAT}}
 RESOURCES_OPTIONAL = {"resources": {}, "resources.max_design_chunk_MB": None}
 #: Optional fields of a P1 spec: the resources table and the loss conventions.
-OPTIONAL = {**RESOURCES_OPTIONAL, **FIT_OPTIONAL, **GEOMETRY_OPTIONAL}
+OPTIONAL = {**RESOURCES_OPTIONAL, **FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **RELAX_OPTIONAL}
 
 ALLOWED = {
     "defect": ("vacancy",),
@@ -106,6 +107,7 @@ ALLOWED = {
     **FIT_ALLOWED,
     "geometry.stencil": STENCILS,
     "ace.basis_count": BASIS_COUNTS,
+    **RELAX_ALLOWED,
 }
 
 

@@ -33,7 +33,7 @@ from kernels.defects import KINDS
 
 from .. import tasks
 from ..experiment import Experiment, register
-from ..spec import FIT_OPTIONAL, NONNEG_INT, SpecError
+from ..spec import FIT_OPTIONAL, NONNEG_INT, RELAX_OPTIONAL, SpecError
 from .p1_point_defects import ALLOWED as P1_ALLOWED
 from .p1_point_defects import FIXED as P1_FIXED
 from .p1_point_defects import GEOMETRY_OPTIONAL
@@ -81,7 +81,7 @@ FIXED = {**P1_FIXED,
                       **{f"{k}_{q}": NONNEG_INT
                          for k in KINDS for q in ("n_train", "n_test")}}}
 OPTIONAL = {**{f"training.{k}_{q}": 0 for k in KINDS for q in ("n_train", "n_test")},
-            **FIT_OPTIONAL, **GEOMETRY_OPTIONAL}
+            **FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **RELAX_OPTIONAL}
 #: As P1, except ``defect``: any "+"-list of kinds (checked in :func:`check`).
 ALLOWED = {k: v for k, v in P1_ALLOWED.items() if k != "defect"}
 

@@ -44,7 +44,8 @@ from kernels.force_constants import force_constant_error, force_constants
 from .. import tasks
 from ..experiment import Experiment, ExtraDimension, register
 from ..seeds import derive_seed
-from ..spec import (DOMAIN_ALLOWED, DOMAIN_OPTIONAL, FIT_ALLOWED, FIT_OPTIONAL, STR, SpecError,
+from ..spec import (DOMAIN_ALLOWED, DOMAIN_OPTIONAL, FIT_ALLOWED, FIT_OPTIONAL, RELAX_ALLOWED,
+                    RELAX_OPTIONAL, STR, SpecError,
                     check_ace_table)
 from .p1_point_defects import (ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL,
                                RESOURCES, RESOURCES_OPTIONAL)
@@ -73,10 +74,12 @@ ALLOWED = {
     **FIT_ALLOWED,
     "geometry.stencil": P1_ALLOWED["geometry.stencil"],
     **DOMAIN_ALLOWED,
+    **RELAX_ALLOWED,
 }
 #: Optional fields: the loss conventions of :data:`sweep.spec.FIT_OPTIONAL`, the stencil, the
 #: training domain (``"dipole"``, P2 §3.1) and the design stage's chunk bound.
-OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **DOMAIN_OPTIONAL, **RESOURCES_OPTIONAL}
+OPTIONAL = {**FIT_OPTIONAL, **GEOMETRY_OPTIONAL, **DOMAIN_OPTIONAL, **RESOURCES_OPTIONAL,
+            **RELAX_OPTIONAL}
 
 VARIABLES = {
     "rmse_virial": ("f8", "eV", "test-set RMSE of the virial components (eV per cell)", np.nan),
