@@ -94,9 +94,8 @@ from .ard import solve_ard
 from .errors import energy_error, formation_energy_error, geometry_error, rmse
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
                             row_weight, solve_rrqr, weighted_system)
-from .point_defects import (TrainingComponent, reference_optimizer, reference_preconditioner,
+from .point_defects import (TrainingComponent, reference_preconditioner, relax_reference,
                             relax_fitted, union_system)
-from .relax import relax
 
 __all__ = ["AXES", "BURGERS", "LOOP_SEGMENTS", "LOOP_IMAGES", "LOOP_LAYERS", "LOOP_KINDS",
            "LoopCell", "bcc_loop_unit_cell", "loop_cell_repeats", "max_loop_diameter_a0",
@@ -486,8 +485,7 @@ def simulation_reference(model, a0_A: float, size: int, diameter: float, kind: s
     cell = loop_cell(a0_A, size, diameter, kind, images)
     sym = list(cell.symbols)
     e_pred = model.evaluate(cell.positions_A, cell.cell_A, sym).energy_eV
-    r = relax(model, cell.positions_A, cell.cell_A, sym, options.fmax_eV_per_A,
-              options.max_steps, reference_optimizer(options))
+    r = relax_reference(model, cell.positions_A, cell.cell_A, sym, options)
     precon = reference_preconditioner(model, r.positions_A, cell.cell_A, sym, 3, options)
     sim = dk.SimulationReference(cell.positions0_A, cell.positions_A, r.positions_A,
                                  cell.cell_A, e_pred, r.energy_eV, r.n_steps, tuple(sym), precon)

@@ -70,9 +70,8 @@ from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energ
 from .nested_basis import NestedColumns, nested_columns
 from .tsqr import StreamingR, fold_rows, residual_norm2
 from .hessian_precon_relax import HessianPreconditioner
-from .point_defects import (Observations, Prediction, RelaxOptions, reference_optimizer,
+from .point_defects import (Observations, Prediction, RelaxOptions, relax_reference,
                             reference_preconditioner, relax_fitted)
-from .relax import relax
 from .screw_quadrupole import (ScrewCell, anisotropic_screw_displacement, cell_repeats,
                                screw_quadrupole_cell, screw_stroh_field)
 
@@ -444,8 +443,7 @@ def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
     c = system.cell(a0_A, size, lattice)
     sym = _symbols(c, len(c.positions_A), system)
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
-    r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
-              reference_optimizer(options))
+    r = relax_reference(model, c.positions_A, c.cell_A, sym, options)
     precon = reference_preconditioner(model, r.positions_A, c.cell_A, sym, 3, options)
     return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
                                r.energy_eV, r.n_steps, tuple(sym), precon,
@@ -497,8 +495,7 @@ def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, ampl
     system = system or W_SCREW
     c = system.training_cell(a0_A, size, lattice, domain)
     sym = _symbols(c, len(c.positions_A), system)
-    r = relax(model, c.positions_A, c.cell_A, sym, options.fmax_eV_per_A, options.max_steps,
-              reference_optimizer(options))
+    r = relax_reference(model, c.positions_A, c.cell_A, sym, options)
     train, vtrain = _rattled(model, r.positions_A, c.cell_A, n_train, amplitude_A, seed_train,
                              sym)
     test, vtest = _rattled(model, r.positions_A, c.cell_A, n_test, amplitude_A, seed_test,

@@ -59,6 +59,7 @@ from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energ
                             row_weight, solve_rrqr, weighted_system)
 from .hessian_precon_relax import HessianPreconditioner, reference_hessian, relax_preconditioned
 from .relax import relax
+from .stable_relax import relax_to_minimum
 
 __all__ = ["RelaxOptions", "LatticeReference", "SimulationReference", "Observations",
            "TrainingData", "TrainingRows", "FitResult", "Prediction", "TrainingComponent",
@@ -94,6 +95,9 @@ class RelaxOptions:
     optimizer: str = "lbfgs"
     #: :data:`REFERENCE_OPTIMIZERS`; see :func:`reference_optimizer`
     reference_optimizer: str = "auto"
+    #: :data:`REFERENCE_MINIMA`: ``"stable"`` leaves saddles of the reference relaxations
+    #: (:func:`relax_reference`)
+    reference_minimum: str = "any"
 
 
 @dataclass(frozen=True)
@@ -218,8 +222,7 @@ def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separa
     x0, cell, _ = point_defect_cell(size, r0_A, kinds, separation, crystal)
     symbols = [crystal.symbol] * len(x0)
     e0 = model.evaluate(x0, cell, symbols).energy_eV
-    r = relax(model, x0, cell, symbols, options.fmax_eV_per_A, options.max_steps,
-              reference_optimizer(options))
+    r = relax_reference(model, x0, cell, symbols, options, crystal.dimension)
     precon = reference_preconditioner(model, r.positions_A, cell, symbols, crystal.dimension,
                                       options)
     return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps, precon)
@@ -227,6 +230,21 @@ def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separa
 
 #: Optimisers of the reference relaxations (:attr:`RelaxOptions.reference_optimizer`).
 REFERENCE_OPTIMIZERS = ("auto", "lbfgs", "precon-lbfgs", "fire")
+#: What a reference relaxation must end at (:attr:`RelaxOptions.reference_minimum`): ``"any"``
+#: wherever the forces vanish; ``"stable"`` a state whose Hessian has no negative eigenvalue
+#: (:func:`kernels.stable_relax.relax_to_minimum`).
+REFERENCE_MINIMA = ("any", "stable")
+
+
+def relax_reference(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols: list[str],
+                    options: RelaxOptions, components: int = 3):
+    """Relax a reference cell (ū_L, ū, ȳ_L, ȳ) with :func:`reference_optimizer` (Å, eV), to a
+    stable minimum when ``options.reference_minimum`` is ``"stable"``."""
+    if options.reference_minimum == "stable":
+        return relax_to_minimum(model, positions_A, cell_A, symbols, options.fmax_eV_per_A,
+                                options.max_steps, reference_optimizer(options), components)
+    return relax(model, positions_A, cell_A, symbols, options.fmax_eV_per_A, options.max_steps,
+                 reference_optimizer(options))
 
 
 def reference_optimizer(options: RelaxOptions) -> str:
@@ -301,8 +319,7 @@ def training_data(model, r0_A: float, size: int, kind: str, n_train: int, n_test
     """
     x0, cell, _ = point_defect_cell(size, r0_A, [kind], size, crystal)
     sym = crystal.symbol
-    r = relax(model, x0, cell, [sym] * len(x0), options.fmax_eV_per_A, options.max_steps,
-              reference_optimizer(options))
+    r = relax_reference(model, x0, cell, [sym] * len(x0), options, crystal.dimension)
     perfect = crystal.sites(size, r0_A)
     p = model.evaluate(perfect, cell, [sym] * len(perfect))
     return TrainingData(cell, r.positions_A,

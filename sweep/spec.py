@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from kernels.point_defects import REFERENCE_OPTIMIZERS
+from kernels.point_defects import REFERENCE_MINIMA, REFERENCE_OPTIMIZERS
 from kernels.least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM,
                                    ENERGY_WEIGHTINGS, WEIGHT_FORMS)
 
@@ -121,8 +121,13 @@ DOMAIN_ALLOWED = {"training.domain": TRAINING_DOMAINS}
 #: ``relax.optimizer``, with ase's ``"lbfgs"`` for ``"hessian-lbfgs"``; ``"precon-lbfgs"`` is
 #: the papers' own code (JuLIP's ``minimise!`` at fixed cell: L-BFGS with the Exp
 #: preconditioner). Every experiment takes it; at ``"auto"`` it stays out of the fingerprint.
-RELAX_OPTIONAL = {"relax.reference_optimizer": REFERENCE_OPTIMIZERS[0]}
-RELAX_ALLOWED = {"relax.reference_optimizer": REFERENCE_OPTIMIZERS}
+#: ``relax.reference_minimum`` (:data:`kernels.point_defects.REFERENCE_MINIMA`): ``"any"`` (the
+#: default) stops wherever the forces vanish; ``"stable"`` tests the reference Hessian at the
+#: end state and leaves a saddle along its softest mode (:mod:`kernels.stable_relax`).
+RELAX_OPTIONAL = {"relax.reference_optimizer": REFERENCE_OPTIMIZERS[0],
+                  "relax.reference_minimum": REFERENCE_MINIMA[0]}
+RELAX_ALLOWED = {"relax.reference_optimizer": REFERENCE_OPTIMIZERS,
+                 "relax.reference_minimum": REFERENCE_MINIMA}
 
 #: Tables that bound resources (memory) and change the values only by rounding: validated like
 #: any other, but not part of the fingerprint, so a store can be resumed with other limits.

@@ -62,7 +62,8 @@ def reference_model(reference):
 def relax_options(relax: dict) -> pdk.RelaxOptions:
     """The kernels' relaxation settings from a spec's ``[relax]`` table."""
     return pdk.RelaxOptions(relax["fmax_eV_per_A"], relax["max_steps"], relax["optimizer"],
-                            relax.get("reference_optimizer", "auto"))
+                            relax.get("reference_optimizer", "auto"),
+                            relax.get("reference_minimum", "any"))
 
 
 def _ace_basis(ace: dict, n_functions: int, symbols: list[str]) -> ACEBasis:

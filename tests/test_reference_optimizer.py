@@ -15,6 +15,8 @@ from kernels import dislocations as dk
 from kernels import point_defects as pdk
 from kernels.eam import zhou2001_tungsten
 from kernels.hessian_precon_relax import reference_hessian
+from kernels.relax import relax
+from kernels.stable_relax import relax_to_minimum
 from sweep.spec import SpecError, load_spec, parse_spec
 from sweep import tasks
 
@@ -61,17 +63,73 @@ def _lowest_nontranslation_eigenvalue(model, sim) -> float:
     return float(w[3])          # w[0:3]: the three translations (zero)
 
 
-def test_precon_lbfgs_reference_reaches_a_minimum_where_lbfgs_stops_at_a_saddle():
+def _sim(model, lat, size, *relax):
+    return dk.simulation_reference(model, lat.a0_A, size,
+                                   pdk.RelaxOptions(1e-6, 20000, "hessian-lbfgs", *relax))
+
+
+def test_stable_reference_leaves_the_saddle_where_plain_relaxations_stop():
+    """From the CLE predictor of the 8 a0 W screw quadrupole both L-BFGS variants keep its
+    symmetry and stop at a saddle; ``reference_minimum = "stable"`` leaves it along the softest
+    mode, and both then reach one minimum (or its mirror image)."""
     model = zhou2001_tungsten()
     lat = dk.lattice_reference(model)
-    auto = dk.simulation_reference(model, lat.a0_A, 8,
-                                   pdk.RelaxOptions(1e-6, 20000, "hessian-lbfgs"))
-    precon = dk.simulation_reference(model, lat.a0_A, 8,
-                                     pdk.RelaxOptions(1e-6, 20000, "hessian-lbfgs",
-                                                      "precon-lbfgs"))
-    for sim in (auto, precon):
+    plain = {o: _sim(model, lat, 8, o) for o in ("auto", "precon-lbfgs")}
+    stable = {o: _sim(model, lat, 8, o, "stable") for o in ("auto", "precon-lbfgs")}
+    for sim in (*plain.values(), *stable.values()):
         forces = model.evaluate(sim.positions_A, sim.cell_A, list(sim.symbols)).forces_eV_per_A
         assert np.linalg.norm(forces, axis=1).max() < 1e-6
-    assert _lowest_nontranslation_eigenvalue(model, auto) < -1.0
-    assert _lowest_nontranslation_eigenvalue(model, precon) > 0.01
-    assert precon.energy_eV < auto.energy_eV - 0.4
+    for sim in plain.values():
+        assert _lowest_nontranslation_eigenvalue(model, sim) < -1.0
+    for sim in stable.values():
+        assert _lowest_nontranslation_eigenvalue(model, sim) > 0.05
+        assert sim.energy_eV < plain["auto"].energy_eV - 0.4
+    assert stable["auto"].energy_eV == pytest.approx(stable["precon-lbfgs"].energy_eV, abs=1e-7)
+    # the same minimum or a symmetry image of it (the softest mode's sign picks which)
+    assert _lowest_nontranslation_eigenvalue(model, stable["auto"]) == pytest.approx(
+        _lowest_nontranslation_eigenvalue(model, stable["precon-lbfgs"]), abs=1e-6)
+
+
+def test_relax_to_minimum_keeps_a_minimum_and_counts_escapes():
+    model = zhou2001_tungsten()
+    lat = dk.lattice_reference(model)
+    c = dk.W_SCREW.cell(lat.a0_A, 8, None)
+    sym = ["W"] * len(c.positions_A)
+    r = relax_to_minimum(model, c.positions_A, c.cell_A, sym, 1e-6, 20000, "lbfgs")
+    assert r.escapes == 1 and r.lowest_eigenvalue_eV_per_A2 > 0.05
+    again = relax_to_minimum(model, r.positions_A, c.cell_A, sym, 1e-6, 20000, "lbfgs")
+    assert again.escapes == 0
+    assert again.energy_eV == pytest.approx(r.energy_eV, abs=1e-8)
+
+
+def test_precon_lbfgs_is_deterministic():
+    """ase's PreconLBFGS with PyAMG starts its solves from unseeded random vectors; the
+    reference relaxations use the direct solve, so two runs agree to the bit."""
+    model = zhou2001_tungsten()
+    lat = dk.lattice_reference(model)
+    c = dk.W_SCREW.cell(lat.a0_A, 8, None)
+    sym = ["W"] * len(c.positions_A)
+    a, b = (relax(model, c.positions_A, c.cell_A, sym, 1e-6, 20000, "precon-lbfgs")
+            for _ in range(2))
+    assert a.n_steps == b.n_steps
+    np.testing.assert_array_equal(a.positions_A, b.positions_A)
+
+
+@pytest.mark.parametrize("n", [30, 700])
+def test_lowest_eigenpairs_dense_and_lanczos_agree(n):
+    """The shift-invert Lanczos path (large cells) against dense eigh on a small cell."""
+    model = zhou2001_tungsten()
+    lat = dk.lattice_reference(model)
+    c = dk.W_SCREW.cell(lat.a0_A, 8, None)
+    sym = ["W"] * len(c.positions_A)
+    H = reference_hessian(model, c.positions_A, c.cell_A, sym, 3)
+    dense = np.linalg.eigvalsh(H.toarray())[:5]
+    import kernels.stable_relax as sr
+    old = sr.DENSE_MAX
+    sr.DENSE_MAX = n
+    try:
+        w, v = sr.lowest_eigenpairs(H, c.positions_A, c.cell_A, 3, 5)
+    finally:
+        sr.DENSE_MAX = old
+    np.testing.assert_allclose(w, dense, atol=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(H @ v - v * w, axis=0), 0, atol=1e-5)

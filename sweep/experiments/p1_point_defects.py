@@ -68,7 +68,7 @@ FIXED = {
     "fit": {"solver": STR, "rtol": POS_FLOAT, "energy_weighting": STR, "weight_form": STR,
             "bulk_energy_row": BOOL},
     "relax": {"fmax_eV_per_A": POS_FLOAT, "max_steps": POS_INT, "optimizer": STR,
-              "reference_optimizer": STR},
+              "reference_optimizer": STR, "reference_minimum": STR},
     "geometry": {"stencil": STR},
 }
 
