@@ -8,10 +8,11 @@ symmetric saddle. :func:`relax_to_minimum` therefore relaxes, takes the Hessian 
 and, while its lowest eigenvalue is negative, displaces the atoms along that mode and relaxes
 again.
 
-The lowest eigenvalues come from shift-invert Lanczos (scipy's ``eigsh``) about −σ with
-σ = :data:`SHIFT_EV_PER_A2`, its solves by the nested-dissection Cholesky of H + σ I
-(:mod:`kernels.nested_dissection`), which is positive definite unless an eigenvalue lies below
-−σ; the cost is about one preconditioner factorisation (27 s for the 24,192-atom W cell).
+Whether a negative mode exists is one Cholesky factorisation: H + ε I (ε =
+:data:`NEGATIVE_EV_PER_A2`) has one exactly when no eigenvalue lies below −ε, at about the
+preconditioner's cost (27 s for the 24,192-atom W cell), in the nested-dissection order of
+:mod:`kernels.nested_dissection`. Only at a saddle is the mode itself computed, by shift-invert
+Lanczos (scipy's ``eigsh``) about −:data:`SHIFT_EV_PER_A2`; small cells are done densely.
 Everything is deterministic: Lanczos starts from a fixed vector and the escape step has a fixed
 sign.
 """
@@ -27,8 +28,8 @@ import scipy.sparse.linalg
 from .hessian_precon_relax import reference_hessian
 from .relax import RelaxationError, RelaxResult, relax
 
-__all__ = ["SHIFT_EV_PER_A2", "NEGATIVE_EV_PER_A2", "StableRelaxResult", "lowest_eigenpairs",
-           "relax_to_minimum"]
+__all__ = ["SHIFT_EV_PER_A2", "NEGATIVE_EV_PER_A2", "DENSE_MAX", "StableRelaxResult",
+           "lowest_eigenpairs", "softest_mode", "relax_to_minimum"]
 
 #: σ of the shift-invert Lanczos (eV/Å²): below every negative eigenvalue met on these cells
 #: (the 8 a0 W screw saddle's lowest is −1.55 eV/Å²).
@@ -49,34 +50,72 @@ class StableRelaxResult(RelaxResult):
     escapes: int = 0
 
 
-def _shifted_solver(H: scipy.sparse.csr_matrix, positions_A, cell_A, components: int):
-    from .nested_dissection import (MultifrontalCholesky, NotPositiveDefinite,  # noqa: PLC0415
-                                    atom_graph, separator_tree)
+def _cholesky(A, positions_A, cell_A, components: int):
+    """The nested-dissection Cholesky of the SPD ``A``; raises ``NotPositiveDefinite``."""
+    from .nested_dissection import (MultifrontalCholesky, atom_graph,  # noqa: PLC0415
+                                    separator_tree)
 
-    A = (H + SHIFT_EV_PER_A2 * scipy.sparse.identity(H.shape[0], format="csr")).tocsr()
-    try:
-        tree = separator_tree(atom_graph(A, components), positions_A, cell_A)
-        return MultifrontalCholesky(A, tree, components).solve
-    except NotPositiveDefinite:
-        return scipy.sparse.linalg.factorized(A.tocsc())
+    tree = separator_tree(atom_graph(A, components), positions_A, cell_A)
+    return MultifrontalCholesky(A, tree, components)
+
+
+def _shifted(H, mu: float) -> scipy.sparse.csr_matrix:
+    return (H + mu * scipy.sparse.identity(H.shape[0], format="csr")).tocsr()
 
 
 def lowest_eigenpairs(H, positions_A: np.ndarray, cell_A: np.ndarray, components: int,
                       k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenvalues (eV/Å², ascending) and unit eigenvectors (columns) of the
-    symmetric sparse ``H`` over ``components`` coordinates per atom."""
+    symmetric sparse ``H`` over ``components`` coordinates per atom: dense up to
+    :data:`DENSE_MAX` coordinates, else shift-invert Lanczos about −:data:`SHIFT_EV_PER_A2`.
+    On a large cell at a minimum the soft elastic modes crowd the spectrum and Lanczos takes
+    thousands of solves (1396 at the 6,048-atom W cell); :func:`softest_mode` first asks the
+    cheaper question, whether there is a negative mode at all."""
+    from .nested_dissection import NotPositiveDefinite  # noqa: PLC0415
+
     H = scipy.sparse.csr_matrix(H)
     n = H.shape[0]
     if n <= DENSE_MAX:      # small cells: dense is exact and cheaper than Lanczos
         w, v = np.linalg.eigh(0.5 * (H + H.T).toarray())
         return w[:k], v[:, :k]
-    solve = _shifted_solver(H, np.asarray(positions_A, float)[:, :3], cell_A, components)
+    A = _shifted(H, SHIFT_EV_PER_A2)
+    try:
+        solve = _cholesky(A, np.asarray(positions_A, float)[:, :3], cell_A, components).solve
+    except NotPositiveDefinite:
+        solve = scipy.sparse.linalg.factorized(A.tocsc())
     op = scipy.sparse.linalg.LinearOperator((n, n), matvec=solve, dtype=float)
     v0 = np.cos(np.arange(n) * 0.7071067811865476) + 1.0
     w, v = scipy.sparse.linalg.eigsh(H, k=k, sigma=-SHIFT_EV_PER_A2, which="LM", OPinv=op,
                                      v0=v0, tol=1e-8)
     order = np.argsort(w)
     return w[order], v[:, order]
+
+
+def softest_mode(H, positions_A: np.ndarray, cell_A: np.ndarray, components: int
+                 ) -> tuple[float, np.ndarray | None]:
+    """The lowest eigenvalue of ``H`` past the translations (eV/Å²) and, when it is below
+    −:data:`NEGATIVE_EV_PER_A2`, its eigenvector (else None).
+
+    Small cells: dense. Large ones: H + :data:`NEGATIVE_EV_PER_A2` I has a Cholesky factor
+    exactly when no eigenvalue lies below −:data:`NEGATIVE_EV_PER_A2` (one factorisation,
+    about the preconditioner's cost); the eigenvalue is then not computed (NaN). Only at a
+    saddle is the negative mode found by Lanczos, where it stands clear of the rest."""
+    from .nested_dissection import NotPositiveDefinite  # noqa: PLC0415
+
+    H = scipy.sparse.csr_matrix(H)
+    k = int(components)
+    if H.shape[0] > DENSE_MAX:
+        try:
+            _cholesky(_shifted(H, NEGATIVE_EV_PER_A2), np.asarray(positions_A, float)[:, :3],
+                      cell_A, k)
+        except NotPositiveDefinite:
+            w, v = lowest_eigenpairs(H, positions_A, cell_A, k, 1)
+            return float(w[0]), v[:, 0]
+        return float("nan"), None
+    w, v = lowest_eigenpairs(H, positions_A, cell_A, k, k + 1)
+    if w[0] < -NEGATIVE_EV_PER_A2:
+        return float(w[0]), v[:, 0]
+    return float(w[k]), None
 
 
 def relax_to_minimum(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols: list[str],
@@ -107,11 +146,11 @@ def relax_to_minimum(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols
         steps += r.n_steps
         calls += r.n_force_calls
         H = reference_hessian(model, r.positions_A, cell_A, symbols, k)
-        w, v = lowest_eigenpairs(H, r.positions_A, cell_A, k, k + 1)
-        if w[0] > -NEGATIVE_EV_PER_A2:
+        lowest, vector = softest_mode(H, r.positions_A, cell_A, k)
+        if vector is None:
             return StableRelaxResult(r.positions_A, r.energy_eV, r.max_force_eV_per_A, steps,
-                                     calls, float(w[k]), escapes)
-        mode = v[:, 0].reshape(-1, k)
+                                     calls, lowest, escapes)
+        mode = vector.reshape(-1, k)
         # The eigenvector's sign is LAPACK's/ARPACK's; fix it so the step is reproducible.
         flat = mode.ravel()
         if flat[int(np.argmax(np.abs(flat)))] < 0:
@@ -119,5 +158,5 @@ def relax_to_minimum(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols
         x = np.array(r.positions_A, float)
         x[:, :k] += escape_A * mode / float(np.linalg.norm(mode, axis=1).max())
     raise RelaxationError(f"{optimizer} still ends at a saddle (lowest Hessian eigenvalue "
-                          f"{w[0]:.3g} eV/Å²) after {max_escapes} escapes along its softest "
+                          f"{lowest:.3g} eV/Å²) after {max_escapes} escapes along its softest "
                           "mode")

@@ -133,3 +133,31 @@ def test_lowest_eigenpairs_dense_and_lanczos_agree(n):
         sr.DENSE_MAX = old
     np.testing.assert_allclose(w, dense, atol=1e-7)
     np.testing.assert_allclose(np.linalg.norm(H @ v - v * w, axis=0), 0, atol=1e-5)
+
+
+def test_softest_mode_by_factorisation_matches_dense():
+    """Above DENSE_MAX the saddle is detected by a failing Cholesky of H + ε I and its mode
+    found by Lanczos; at a minimum only the factorisation runs (eigenvalue NaN)."""
+    import kernels.stable_relax as sr
+    model = zhou2001_tungsten()
+    lat = dk.lattice_reference(model)
+    c = dk.W_SCREW.cell(lat.a0_A, 8, None)
+    sym = ["W"] * len(c.positions_A)
+    saddle = relax(model, c.positions_A, c.cell_A, sym, 1e-6, 20000, "lbfgs")
+    minimum = relax_to_minimum(model, c.positions_A, c.cell_A, sym, 1e-6, 20000, "lbfgs")
+    Hs = reference_hessian(model, saddle.positions_A, c.cell_A, sym, 3)
+    Hm = reference_hessian(model, minimum.positions_A, c.cell_A, sym, 3)
+    dense_s, vec_s = sr.softest_mode(Hs, saddle.positions_A, c.cell_A, 3)
+    dense_m, vec_m = sr.softest_mode(Hm, minimum.positions_A, c.cell_A, 3)
+    assert dense_s < -1.0 and vec_s is not None
+    assert dense_m > 0.05 and vec_m is None
+    old = sr.DENSE_MAX
+    sr.DENSE_MAX = 30
+    try:
+        big_s, big_vec = sr.softest_mode(Hs, saddle.positions_A, c.cell_A, 3)
+        big_m, none = sr.softest_mode(Hm, minimum.positions_A, c.cell_A, 3)
+    finally:
+        sr.DENSE_MAX = old
+    assert big_s == pytest.approx(dense_s, abs=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(Hs @ big_vec - big_s * big_vec), 0, atol=1e-5)
+    assert np.isnan(big_m) and none is None
