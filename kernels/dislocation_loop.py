@@ -486,7 +486,8 @@ def simulation_reference(model, a0_A: float, size: int, diameter: float, kind: s
     sym = list(cell.symbols)
     e_pred = model.evaluate(cell.positions_A, cell.cell_A, sym).energy_eV
     r = relax_reference(model, cell.positions_A, cell.cell_A, sym, options)
-    precon = reference_preconditioner(model, r.positions_A, cell.cell_A, sym, 3, options)
+    precon = reference_preconditioner(model, r.positions_A, cell.cell_A, sym, 3, options,
+                                      r.hessian_eV_per_A2)
     sim = dk.SimulationReference(cell.positions0_A, cell.positions_A, r.positions_A,
                                  cell.cell_A, e_pred, r.energy_eV, r.n_steps, tuple(sym), precon)
     return LoopSimulation(sim, kind, float(diameter), cell.centre_A, cell.burgers_A,

@@ -444,7 +444,8 @@ def simulation_reference(model, a0_A: float, size: int, options: RelaxOptions,
     sym = _symbols(c, len(c.positions_A), system)
     e_pred = model.evaluate(c.positions_A, c.cell_A, sym).energy_eV
     r = relax_reference(model, c.positions_A, c.cell_A, sym, options)
-    precon = reference_preconditioner(model, r.positions_A, c.cell_A, sym, 3, options)
+    precon = reference_preconditioner(model, r.positions_A, c.cell_A, sym, 3, options,
+                                      r.hessian_eV_per_A2)
     return SimulationReference(c.positions0_A, c.positions_A, r.positions_A, c.cell_A, e_pred,
                                r.energy_eV, r.n_steps, tuple(sym), precon,
                                np.asarray(c.cores_A, float),

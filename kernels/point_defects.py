@@ -224,7 +224,7 @@ def simulation_reference(model, r0_A: float, size: int, kinds: list[str], separa
     e0 = model.evaluate(x0, cell, symbols).energy_eV
     r = relax_reference(model, x0, cell, symbols, options, crystal.dimension)
     precon = reference_preconditioner(model, r.positions_A, cell, symbols, crystal.dimension,
-                                      options)
+                                      options, r.hessian_eV_per_A2)
     return SimulationReference(x0, r.positions_A, cell, e0, r.energy_eV, r.n_steps, precon)
 
 
@@ -263,14 +263,16 @@ def reference_optimizer(options: RelaxOptions) -> str:
 
 
 def reference_preconditioner(model, relaxed_A: np.ndarray, cell_A: np.ndarray,
-                             symbols: list[str], components: int, options: RelaxOptions
-                             ) -> HessianPreconditioner | None:
+                             symbols: list[str], components: int, options: RelaxOptions,
+                             hessian=None) -> HessianPreconditioner | None:
     """The reference Hessian at the relaxed simulation cell (eV/Å², first ``components``
-    coordinates of each atom) when ``options`` ask for ``"hessian-lbfgs"``, else None."""
+    coordinates of each atom) when ``options`` ask for ``"hessian-lbfgs"``, else None.
+    ``hessian``: that Hessian when the relaxation already took it (a stable minimum's test)."""
     if options.optimizer != HESSIAN_LBFGS:
         return None
-    return HessianPreconditioner(reference_hessian(model, relaxed_A, cell_A, symbols,
-                                                   components),
+    if hessian is None:
+        hessian = reference_hessian(model, relaxed_A, cell_A, symbols, components)
+    return HessianPreconditioner(hessian,
                                  positions_A=np.array(relaxed_A, float),
                                  cell_A=np.array(cell_A, float))
 

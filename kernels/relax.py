@@ -11,7 +11,7 @@ Units: Å, eV, eV/Å.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
@@ -79,6 +79,9 @@ class RelaxResult:
     max_force_eV_per_A: float
     n_steps: int
     n_force_calls: int
+    #: the model's Hessian at ``positions_A`` (eV/Å², sparse) when the relaxation took it
+    #: (:func:`kernels.stable_relax.relax_to_minimum`), else None
+    hessian_eV_per_A2: object = field(default=None, repr=False, compare=False)
 
 
 def relax(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols: list[str],
