@@ -59,12 +59,14 @@ from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+import scipy.sparse
+import scipy.sparse.linalg
 
 from .ace import ACEBasis, ACEModel, DesignRows, truncation_rank
 from .ard import solve_ard, solve_ard_reduced
 from .elasticity import cauchy_born_derivatives, cubic_constants_GPa, elastic_rows
-from .errors import (STENCILS, Stencil, core_bonds, energy_error, formation_energy_error, rmse,
-                     stencil_norm_split)
+from .errors import (STENCILS, Stencil, core_bonds, distance_to_cores_A, energy_error,
+                     formation_energy_error, rmse, stencil_norm_split)
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
                             row_weight, solve_rrqr, solve_rrqr_reduced, weighted_system)
 from .nested_basis import NestedColumns, nested_columns
@@ -81,7 +83,8 @@ __all__ = ["TRAINING_DOMAINS", "OBSERVATION_SETS", "SOLVERS", "SYMBOL", "Weights
            "design_rows", "design_factors", "fit", "DESIGN_CHUNK_BYTES",
            "predict", "nearest_neighbour_cutoff", "bcc_cubic_cell", "rattle_displacements_A",
            "RelaxOptions", "DislocationSystem", "W_SCREW", "DislocationPrediction",
-           "CORE_RADIUS_BURGERS", "reference_elastic_constants", "cubic_constants_and_anisotropy"]
+           "CORE_RADIUS_BURGERS", "reference_elastic_constants", "cubic_constants_and_anisotropy",
+           "residual_response", "training_force_residual"]
 
 SYMBOL = "W"
 #: Training domains: P2's dipole cell Ω_L = P(−L, L]² (default), the checkerboard quadrupole of
@@ -297,6 +300,10 @@ class TrainingData:
     test_virial_eV: np.ndarray
     perfect: Observations
     symbols: tuple = ()
+    #: the training cell's dislocation cores (k, 2), Å in the cross-section, and |b| (Å): the
+    #: core atoms of :func:`training_force_residual` (None, NaN: not recorded)
+    cores_A: np.ndarray | None = None
+    burgers_A: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -505,7 +512,8 @@ def training_data(model, a0_A: float, size: int, n_train: int, n_test: int, ampl
     p = model.evaluate(x, cc, s)
     return TrainingData(c.cell_A, r.positions_A, train, test, vtrain, vtest,
                         Observations(x[None], np.array([p.energy_eV]), p.forces_eV_per_A[None]),
-                        tuple(sym))
+                        tuple(sym), _cores_of(c), float(np.linalg.norm(getattr(c, "burgers_A",
+                                                                                 np.nan))))
 
 
 def design_rows(basis: ACEBasis, data: TrainingData, a0_A: float,
@@ -801,6 +809,16 @@ class DislocationPrediction(Prediction):
     displacements' components along the dislocation line (z) alone: the antiplane part for a
     screw. ``core_bonds`` and ``bonds`` count the ordered pairs of the core part and of the whole
     stencil.
+
+    Where the error comes from (the fitted model's forces at the reference equilibrium ȳ, whose
+    reference forces vanish to the relaxation's fmax): ``force_residual_core_eV_per_A`` and
+    ``force_residual_far_eV_per_A`` are ‖F_ML(ȳ)‖ (ℓ² over the atoms, eV/Å) over the atoms
+    within :data:`CORE_RADIUS_BURGERS` |b| of a core and over the others.
+    ``linear_response_error_A`` is ‖D w_lin‖ (Å, the same stencil) of
+    w_lin = H_ref⁻¹ F_ML(ȳ), the geometry error to first order in those forces (the reference
+    Hessian of :attr:`SimulationReference.precon`, solved by CG preconditioned with its factor); the ``_core_forces_A``
+    and ``_far_forces_A`` values are the same response to the core and to the far-field residual
+    forces alone (they add as vectors to w_lin). NaN without cores or without a preconditioner.
     """
 
     geometry_error_core_A: float = float("nan")
@@ -810,6 +828,11 @@ class DislocationPrediction(Prediction):
     cle_far_field_error_line_A: float = float("nan")
     core_bonds: int = 0
     bonds: int = 0
+    force_residual_core_eV_per_A: float = float("nan")
+    force_residual_far_eV_per_A: float = float("nan")
+    linear_response_error_A: float = float("nan")
+    linear_response_error_core_forces_A: float = float("nan")
+    linear_response_error_far_forces_A: float = float("nan")
 
 
 def reference_elastic_constants(lattice: LatticeReference) -> np.ndarray:
@@ -907,6 +930,8 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
         cle_far = stencil_norm_split(u_ml - u_ref, i, j, core).far_A
         cle_far_line = stencil_norm_split((u_ml - u_ref) * line, i, j, core).far_A
     nan = float("nan")
+    res = (residual_response(model, sim, sym, i, j) if have_cores
+           else (nan,) * 5)
     return DislocationPrediction(
         geometry_error_A=split.total_A,
         energy_error_eV=energy_error(sim.energy_eV, sim.energy_predictor_eV, r.energy_eV,
@@ -917,7 +942,83 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
         geometry_error_core_A=split.core_A if have_cores else nan,
         geometry_error_far_A=split.far_A if have_cores else nan,
         cle_far_field_error_A=cle_far, geometry_error_far_line_A=far_line if have_cores else nan,
-        cle_far_field_error_line_A=cle_far_line, core_bonds=split.core_bonds, bonds=split.bonds)
+        cle_far_field_error_line_A=cle_far_line, core_bonds=split.core_bonds, bonds=split.bonds,
+        force_residual_core_eV_per_A=res[0], force_residual_far_eV_per_A=res[1],
+        linear_response_error_A=res[2], linear_response_error_core_forces_A=res[3],
+        linear_response_error_far_forces_A=res[4])
+
+
+#: Relative residual and iteration limit of the CG solves of :func:`residual_response`.
+RESPONSE_RTOL = 1e-8
+RESPONSE_MAXITER = 500
+
+
+def _cores_of(cell) -> np.ndarray | None:
+    """A training cell's straight-dislocation cores (k, 2), Å; None for cells without them."""
+    cores = getattr(cell, "cores_A", None)
+    return None if cores is None else np.asarray(cores, float)
+
+
+def _core_atoms(positions_A: np.ndarray, cell_A: np.ndarray, cores_A: np.ndarray,
+                burgers_A: float) -> np.ndarray:
+    """Mask of the atoms within :data:`CORE_RADIUS_BURGERS` |b| of a core (cross-section)."""
+    return distance_to_cores_A(positions_A, cell_A, cores_A) < CORE_RADIUS_BURGERS * burgers_A
+
+
+def residual_response(model, sim: SimulationReference, symbols: list[str], i: np.ndarray,
+                      j: np.ndarray) -> tuple[float, float, float, float, float]:
+    """The fitted ``model``'s forces at the reference equilibrium ȳ of ``sim`` and the
+    displacement they cause to first order: (‖F_core‖, ‖F_far‖) in eV/Å (ℓ² over the core
+    atoms, :func:`_core_atoms` of x₀, and over the others), then ‖D w‖ (Å) on the bonds
+    (``i``, ``j``) of w = H_ref⁻¹ F for F, F_core and F_far, each less its net force (NaN
+    without ``sim.precon``, or where CG on H_ref does not converge). See :class:`DislocationPrediction`."""
+    f = np.asarray(model.evaluate(sim.positions_A, sim.cell_A, symbols).forces_eV_per_A, float)
+    core = _core_atoms(sim.positions0_A, sim.cell_A, sim.cores_A, sim.burgers_A)
+    f_core = np.where(core[:, None], f, 0.0)
+    f_far = f - f_core
+    norms = (float(np.linalg.norm(f_core)), float(np.linalg.norm(f_far)))
+    if sim.precon is None:
+        return norms + (float("nan"),) * 3
+    none = np.zeros(len(i), bool)
+    H = scipy.sparse.csr_matrix(sim.precon.hessian)
+    M = scipy.sparse.linalg.LinearOperator(H.shape, matvec=sim.precon.solve, dtype=float)
+
+    def response(force):
+        # H itself, not the preconditioner's H + μI: the shift damps exactly the long-wavelength
+        # modes a far-field force excites (μ is comparable to the lowest elastic eigenvalue of a
+        # large cell). CG with (H + μI)⁻¹ as preconditioner converges in a few steps.
+        # Less its net force: a uniform force only translates the cell (H's null space), and
+        # the core and far parts of a force field of zero sum carry opposite net forces.
+        b = (force - force.mean(axis=0)).ravel()
+        if not np.any(b):
+            return 0.0
+        w, info = scipy.sparse.linalg.cg(H, b, rtol=RESPONSE_RTOL, maxiter=RESPONSE_MAXITER, M=M)
+        if info != 0:  # an indefinite H (ȳ a saddle) or no convergence: no first-order answer
+            return float("nan")
+        return stencil_norm_split(w.reshape(force.shape), i, j, none).total_A
+
+    return norms + (response(f), response(f_core), response(f_far))
+
+
+def training_force_residual(model, reference, data: TrainingData
+                            ) -> tuple[float, float]:
+    """‖F_ML(ȳ_L) − F_ref(ȳ_L)‖ (eV/Å, ℓ² over the atoms of the relaxed training cell) and its
+    part over the atoms within :data:`CORE_RADIUS_BURGERS` |b| of the training cell's cores
+    (NaN when ``data`` records no cores).
+
+    P2's force matching condition ε_F (eq. 3.10) is the largest such difference over the ball
+    B_δ(ȳ_L), in the dual norm of U_L^per: this is its value at the ball's centre, in the ℓ²
+    norm of the forces — a lower bound of ε_F up to the constant between the two norms, and
+    extensive (it grows with the cell where a per-atom RMSE does not)."""
+    sym = list(data.symbols) or None
+    d = (np.asarray(model.evaluate(data.relaxed_A, data.cell_A, sym).forces_eV_per_A, float)
+         - np.asarray(reference.evaluate(data.relaxed_A, data.cell_A, sym).forces_eV_per_A,
+                      float))
+    total = float(np.linalg.norm(d))
+    if data.cores_A is None or not np.isfinite(data.burgers_A):
+        return total, float("nan")
+    core = _core_atoms(data.relaxed_A, data.cell_A, data.cores_A, data.burgers_A)
+    return total, float(np.linalg.norm(d[core]))
 
 
 #: The ½⟨111⟩ screw quadrupole in bcc W (P2 §4.2.1): the default system of every stage.

@@ -667,6 +667,16 @@ EVIDENCE_VARIABLES = (CORE_FAR_VARIABLES + LINE_VARIABLES + ELASTIC_VARIABLES
                       + REFERENCE_ELASTIC_VARIABLES)
 _EVIDENCE_LABELS = {"geometry_error_core": "core", "geometry_error_far": "far field",
                     "cle_far_field_error": "CLE prediction (far field)"}
+#: Where the error comes from (stored by P2 points since the residual forces were added): the
+#: fitted model's forces at ȳ_L and at ȳ and their first-order response.
+RESIDUAL_VARIABLES = ("training_force_residual", "training_force_residual_core",
+                      "force_residual_core", "force_residual_far", "linear_response_error",
+                      "linear_response_error_core_forces", "linear_response_error_far_forces")
+_RESIDUAL_LABELS = {
+    "training_force_residual": "ε_F at ȳ_L (training cell, all atoms)",
+    "training_force_residual_core": "ε_F at ȳ_L (training cell, core atoms)",
+    "linear_response_error_core_forces": "response to the core forces at ȳ",
+    "linear_response_error_far_forces": "response to the far-field forces at ȳ"}
 
 
 def is_p2_store(ds: xr.Dataset) -> bool:
@@ -909,6 +919,117 @@ def _core_far_section(doc: "_Doc", ds: xr.Dataset, matched: xr.Dataset | None, o
         doc.img(f"figures/{name}", f"Core vs far field, {_group_label(labels) or 'all points'}: core "
                 "(solid) and far-field (dashed) geometry error; measured far field (solid) and its "
                 "CLE prediction with the fitted C (dotted); fitted vs reference Zener anisotropy")
+    _residual_section(doc, ds, src, out)
+
+
+def residual_slope_tables(matched: xr.Dataset, ds: xr.Dataset) -> tuple[list[dict], list[dict],
+                                                                         list[str]]:
+    """Slopes of the residual-force evidence (:data:`RESIDUAL_VARIABLES`).
+
+    Returns (vs_L, vs_eps, notes): ``vs_L`` the slopes against L at matched accuracy of the
+    force matching condition at ȳ_L and of the responses to the core and far-field forces at ȳ
+    (:func:`trend_verdict`: the theory bounds them by the L-independent ε_F, so no rate);
+    ``vs_eps`` the slope of the geometry error against the core part of the force matching
+    condition over every finished point of an observation set (L and basis size pooled; the
+    bound g ≲ ε_F + … has slope 1 where ε_F dominates, :func:`sweep.analysis.verdict`)."""
+    vs_L: list[dict] = []
+    vs_eps: list[dict] = []
+    notes: list[str] = []
+
+    def rows_of(res, extra):
+        dims = list(res["slope"].dims)
+        out = []
+        for index in np.ndindex(*(res.sizes[d] for d in dims)) if dims else [()]:
+            sel = dict(zip(dims, index))
+            one = res.isel(sel)
+            row: dict[str, Any] = dict(extra)
+            for d in dims:
+                row[d] = _value(res[d].values[sel[d]]) if d in res.coords else sel[d]
+            row.update(slope=float(one["slope"]), ci_low=float(one["ci_low"]),
+                       ci_high=float(one["ci_high"]), n_points=int(one["n_points"]))
+            out.append(row)
+        return out
+
+    for var in ("training_force_residual", "training_force_residual_core",
+                "linear_response_error_core_forces", "linear_response_error_far_forces"):
+        try:
+            res = matched.sweep.slope(var, against="L")
+        except ValueError as exc:
+            notes.append(f"{var} vs L: {exc}")
+            continue
+        for r in rows_of(res, {"variable": var, "quantity": _RESIDUAL_LABELS[var]}):
+            r["verdict"] = trend_verdict(r["slope"], r["ci_low"], r["ci_high"], r["n_points"])
+            vs_L.append(r)
+    pooled = tuple(d for d in ("L", "basis_size") if d in ds.dims)
+    try:
+        res = ds.sweep.slope("geometry_error", against="training_force_residual_core", dims=pooled)
+    except ValueError as exc:
+        notes.append(f"geometry_error vs training_force_residual_core: {exc}")
+    else:
+        for r in rows_of(res, {"variable": "geometry_error",
+                               "against": "training_force_residual_core"}):
+            r["predicted"] = 1.0
+            r["verdict"] = verdict(r["slope"], r["ci_low"], r["ci_high"], 1.0,
+                                   "training_force_residual_core", r["n_points"])
+            vs_eps.append(r)
+    return vs_L, vs_eps, notes
+
+
+def _residual_section(doc: "_Doc", ds: xr.Dataset, src: xr.Dataset, out: Path) -> None:
+    """The "Where the error comes from" subsection of a P2 store holding
+    :data:`RESIDUAL_VARIABLES` (nothing for older stores)."""
+    if any(v not in ds.data_vars for v in RESIDUAL_VARIABLES):
+        return
+    doc.h(3, "Where the error comes from: the fitted model's forces at the reference equilibria")
+    doc.p("ε_F at ȳ_L is ‖F_ML(ȳ_L) − F_ref(ȳ_L)‖ over the relaxed training cell (ℓ², eV/Å): "
+          "P2's force matching condition (eq. 3.10, a maximum over a ball about ȳ_L in a dual "
+          "norm) at the ball's centre, in the ℓ² norm, and its part on the atoms within 2|b| of "
+          "the training cell's cores. Unlike the test RMSE it is a norm over the whole cell, as "
+          "in the theorem. At the simulation cell's ȳ (where the reference forces vanish) the "
+          "fitted model's forces F_ML(ȳ) are split the same way, and 'linear response' is "
+          "‖D H_ref⁻¹ F‖ on the geometry error's stencil: the geometry error to first order in "
+          "those forces, for all of them and for the core and far-field atoms' forces alone "
+          "(the two add as vectors). Slopes against L at matched accuracy; the geometry error "
+          "against the core ε_F pooled over L and basis size per observation set (slope 1 where "
+          "ε_F dominates the bound).")
+    vs_L, vs_eps, notes = residual_slope_tables(src, ds)
+    gdims = [d for d in ds.sweep.point_dims if d not in ("L", "basis_size")
+             and any(d in r for r in vs_L + vs_eps) and ds.sizes.get(d, 1) > 1]
+    _write_csv(out / "residual_slopes.csv", vs_L + vs_eps,
+               ["variable", "quantity", "against", *gdims, "slope", "ci_low", "ci_high",
+                "n_points", "predicted", "verdict"])
+    rows = [[r["quantity"], *[r.get(d, "") for d in gdims], "L", r["slope"],
+             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if np.isfinite(r["slope"]) else "—",
+             r["n_points"], "—", r["verdict"]] for r in vs_L]
+    rows += [["geometry error", *[r.get(d, "") for d in gdims], "core ε_F at ȳ_L", r["slope"],
+              f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if np.isfinite(r["slope"]) else "—",
+              r["n_points"], r["predicted"], r["verdict"]] for r in vs_eps]
+    doc.links([("residual_slopes.csv", "residual_slopes.csv"),
+               ("residual_points.csv", "residual_points.csv")])
+    if rows:
+        doc.table(["quantity", *[SHORT.get(d, d) for d in gdims], "against", "slope", "95 % CI",
+                   "n", "predicted", "verdict"], rows)
+    if notes:
+        doc.ul(notes)
+    pts = _done_points(src, ["geometry_error", *RESIDUAL_VARIABLES])
+    pdims = [d for d in ds.sweep.point_dims if pts and d in pts[0] and ds.sizes.get(d, 1) > 1]
+    for r in pts:
+        g = r["geometry_error"]
+        r["response_over_g"] = r["linear_response_error"] / g if g > 0 else np.nan
+    _write_csv(out / "residual_points.csv", pts,
+               [*pdims, "geometry_error", *RESIDUAL_VARIABLES, "response_over_g"])
+    if pts:
+        doc.p("Per point (matched accuracy): geometry error g and its linear response (Å), the "
+              "responses to the core and to the far-field forces at ȳ (Å), the forces at ȳ on "
+              "the core and far-field atoms and ε_F at ȳ_L, all and core atoms (eV/Å).")
+        doc.table([*[SHORT.get(d, d) for d in pdims], "g (Å)", "linear response (Å)",
+                   "response / g", "from core forces (Å)", "from far forces (Å)",
+                   "‖F(ȳ)‖ core", "‖F(ȳ)‖ far", "ε_F(ȳ_L)", "ε_F(ȳ_L) core"],
+                  [[*[r[d] for d in pdims], r["geometry_error"], r["linear_response_error"],
+                    r["response_over_g"], r["linear_response_error_core_forces"],
+                    r["linear_response_error_far_forces"], r["force_residual_core"],
+                    r["force_residual_far"], r["training_force_residual"],
+                    r["training_force_residual_core"]] for r in pts])
 
 
 # --------------------------------------------------------------------------- document

@@ -220,3 +220,55 @@ def test_core_far_report_section_verdicts_and_old_stores(tmp_path):
     old = write_report(base, tmp_path / "old").read_text()
     assert "## Core vs far field" in old and "Skipped: this store does not hold" in old
     assert not list((tmp_path / "old" / "figures").glob("core-far_*.png"))
+    assert "Where the error comes from" not in text  # a store without the residual variables
+
+
+def test_residual_section_slopes_and_verdicts(tmp_path):
+    """A geometry error proportional to the core ε_F at ȳ_L agrees with slope 1 against it; one
+    that does not follow it (constant) is 'slower than predicted'; ε_F growing like L 'grows'."""
+    from sweep.report import residual_slope_tables, write_report
+    from tests.test_report import make_store
+
+    obs = ("E+F", "E+F+CLE")
+    base = make_store(tmp_path / "p2.zarr", n_defects=(4,), observations=obs,
+                      experiment="p2-dislocations", Ls=(4, 6, 8, 10, 14)).load()
+    ds = _with_evidence(base, (0.0, -1.0))
+    rng = np.random.default_rng(4)
+    g = ds["geometry_error"]
+    L = ds["L"].astype(float).broadcast_like(g).transpose(*g.dims)
+    eps_core = 0.02 * L**-0.7
+    # log-residuals orthogonal to (1, log ε) within each observation set: the least-squares
+    # slope is exactly 1 and its interval has a finite width
+    x = np.log10(eps_core.values)
+    r = 0.01 * rng.standard_normal(g.shape)
+    k = g.dims.index("observations")
+    for o in range(g.shape[k]):
+        xs, rs = np.take(x, o, axis=k).ravel(), np.take(r, o, axis=k).ravel()
+        X = np.column_stack([np.ones_like(xs), xs])
+        rs = rs - X @ np.linalg.lstsq(X, rs, rcond=None)[0]
+        idx = [slice(None)] * r.ndim
+        idx[k] = o
+        r[tuple(idx)] = rs.reshape(np.take(r, o, axis=k).shape)
+    g = 2.0 * eps_core * 10**r
+    unit = lambda da, u: da.assign_attrs(units=u)  # noqa: E731
+    ds = ds.assign(geometry_error=unit(g, "Å"),
+                   training_force_residual_core=unit(eps_core, "eV/Å"),
+                   training_force_residual=unit(0.01 * L, "eV/Å"),
+                   force_residual_core=unit(0.1 + 0 * g, "eV/Å"),
+                   force_residual_far=unit(0.01 + 0 * g, "eV/Å"),
+                   linear_response_error=unit(0.9 * g, "Å"),
+                   linear_response_error_core_forces=unit(0.8 * g, "Å"),
+                   linear_response_error_far_forces=unit(0.2 * g, "Å"))
+    vs_L, vs_eps, notes = residual_slope_tables(ds.sweep.matched_accuracy(), ds)
+    assert not notes
+    assert {r["observations"]: r["verdict"] for r in vs_eps} == {
+        "E+F": "agrees (within CI)", "E+F+CLE": "agrees (within CI)"}
+    assert all(abs(r["slope"] - 1) < 1e-9 and r["ci_high"] - r["ci_low"] > 1e-3 for r in vs_eps)
+    total = [r for r in vs_L if r["variable"] == "training_force_residual"]
+    assert len(total) == 2 and all(r["verdict"] == "grows with L" for r in total)
+    flat = ds.assign(geometry_error=unit(0.05 + 0 * g * np.exp(0.01 * rng.standard_normal(g.shape)), "Å"))
+    _, vs_eps, _ = residual_slope_tables(flat.sweep.matched_accuracy(), flat)
+    assert {r["verdict"] for r in vs_eps} == {"slower than predicted"}
+    text = write_report(ds, tmp_path / "rep").read_text()
+    assert "### Where the error comes from" in text
+    assert (tmp_path / "rep" / "residual_points.csv").exists()

@@ -116,6 +116,27 @@ EVIDENCE_VARIABLES = {
     "reference_c44": ("f8", "GPa", "C44 of the reference model (cubic mean)", np.nan),
     "reference_zener_anisotropy": ("f8", "1", "Zener anisotropy 2 C44 / (C11 − C12) of the "
                                    "reference model", np.nan),
+    **{
+        "training_force_residual": ("f8", "eV/Å", "‖F_ML(ȳ_L) − F_ref(ȳ_L)‖ (ℓ² over the atoms "
+                                    "of the relaxed training cell): P2's force matching "
+                                    "condition ε_F (eq. 3.10) at y_L = ȳ_L, in the ℓ² norm",
+                                    np.nan),
+        "training_force_residual_core": ("f8", "eV/Å", "training_force_residual over the atoms "
+                                         f"within {_CORE} of a core of the training cell",
+                                         np.nan),
+        "force_residual_core": ("f8", "eV/Å", "‖F_ML(ȳ)‖ over the simulation cell's atoms "
+                                f"within {_CORE} of a core (the reference forces vanish at ȳ)",
+                                np.nan),
+        "force_residual_far": ("f8", "eV/Å", "‖F_ML(ȳ)‖ over the simulation cell's other atoms",
+                               np.nan),
+        "linear_response_error": ("f8", "Å", "‖D w‖ on the geometry error's stencil of "
+                                  "w = H_ref⁻¹ F_ML(ȳ): the geometry error to first "
+                                  "order in the fitted model's forces at ȳ", np.nan),
+        "linear_response_error_core_forces": ("f8", "Å", "linear_response_error of the core "
+                                              "atoms' residual forces alone", np.nan),
+        "linear_response_error_far_forces": ("f8", "Å", "linear_response_error of the other "
+                                             "atoms' residual forces alone", np.nan),
+    },
 }
 
 
@@ -206,23 +227,29 @@ def fit(ace: dict, basis_size: int, rows: dk.TrainingRows | dk.TrainingFactors,
 
 def point(reference: str, ace: dict, basis_size: int, fit_and_time, sim: dk.SimulationReference,
           lat: dk.LatticeReference, relax: dict, system: P2System = W_SCREW,
-          geometry: dict | None = None) -> dict:
+          geometry: dict | None = None, data: dk.TrainingData | None = None) -> dict:
     """Relax the quadrupole with one fitted model: every stored value of a grid point.
-    ``geometry`` is the spec's ``[geometry]`` table (the geometry error's stencil)."""
+    ``geometry`` is the spec's ``[geometry]`` table (the geometry error's stencil); ``data``
+    the fit's training set, for the force residual at ȳ_L (None: NaN)."""
     fitted, rows_time_s = fit_and_time
     basis = basis_for(ace, basis_size, system)
     C_ml = getattr(fitted, "elastic_eV_per_A3", None)
     p = dk.predict(basis, fitted.coeffs, sim, lat, tasks.relax_options(relax), system.kernel,
                    tasks.stencil_reading(geometry), elastic_eV_per_A3=C_ml)
     x, c, s = system.kernel.perfect_cell(lat.a0_A)
-    K_ref = force_constants(system.models[reference](), x, c, s)
-    K_ml = force_constants(ACEModel(basis, fitted.coeffs), x, c, s)
+    ref_model = system.models[reference]()
+    K_ref = force_constants(ref_model, x, c, s)
+    ml = ACEModel(basis, fitted.coeffs)
+    K_ml = force_constants(ml, x, c, s)
+    residual = (dk.training_force_residual(ml, ref_model, data) if data is not None
+                else (np.nan, np.nan))
     return {**tasks.point_values(fitted, p, rows_time_s, force_constant_error(K_ref, K_ml)),
             "rmse_virial": fitted.rmse_virial_eV,
             "elastic_constant_error": fitted.elastic_constant_error_percent,
             # stored only where declared (P2-Si); equal to the above for W and NiAl
             "clamped_elastic_constant_error": fitted.clamped_elastic_constant_error_percent,
-            **evidence_values(p, C_ml, lat)}
+            **evidence_values(p, C_ml, lat),
+            "training_force_residual": residual[0], "training_force_residual_core": residual[1]}
 
 
 def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference) -> dict:
@@ -240,7 +267,12 @@ def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference)
             **{f"elastic_{k}": v for k, v in zip(names, fitted)},
             "zener_anisotropy": fitted[3],
             **{f"reference_{k}": v for k, v in zip(names, ref)},
-            "reference_zener_anisotropy": ref[3]}
+            "reference_zener_anisotropy": ref[3],
+            "force_residual_core": p.force_residual_core_eV_per_A,
+            "force_residual_far": p.force_residual_far_eV_per_A,
+            "linear_response_error": p.linear_response_error_A,
+            "linear_response_error_core_forces": p.linear_response_error_core_forces_A,
+            "linear_response_error_far_forces": p.linear_response_error_far_forces_A}
 
 
 #: Atoms per unit cell (a√6 × a√2 × a√3/2, volume 3a³) of the W screw cells
@@ -323,7 +355,7 @@ def build(submit, spec, todo, system: P2System = W_SCREW):
         fitted = submit("fit", (L, a, B, w, obs), fit, p["ace"], B, rows, data, lat,
                         spec.weights[w], obs, p["fit"], system)
         points[pt] = submit("point", tuple(c[d] for d in spec.dims), point, ref, p["ace"], B,
-                            fitted, sim, lat, p["relax"], system, p["geometry"])
+                            fitted, sim, lat, p["relax"], system, p["geometry"], data)
         parents[pt] = (fitted, rows, data, sim)
     return points, parents, {"a0_A": (lat, lambda lattice: float(lattice.a0_A))}
 
