@@ -337,3 +337,30 @@ def test_formation_energy_error_is_analysed_only_where_it_was_measured(tmp_path)
     rows, _ = slope_table(without)
     assert not [r for r in rows if r["variable"] == "formation_energy_error"]
     assert [r for r in rows if r["variable"] == "energy_error"]
+
+
+def test_fixed_basis_reading_of_the_rates_against_L(tmp_path):
+    """The fixed-basis table fits each basis size over every L against the observation set's
+    Table 1 rate: errors at those rates agree, an E+F+CLE geometry error that stalls is 'slower
+    than predicted'; the report shows the table and writes its CSV."""
+    from sweep.report import fixed_basis_slope_table
+
+    obs = ("E+F", "E+F+CLE", "E+F+CLE+NL")
+    kw = dict(n_defects=(4,), observations=obs, experiment="p2-dislocations",
+              Ls=(4, 6, 8, 10, 14), p_energy_L=(0.0, -2.0, -2.0))
+    good = make_store(tmp_path / "good.zarr", p_geom_L=(0.0, -1.0, -2.0), **kw).load()
+    rows = [r for r in fixed_basis_slope_table(good) if r["variable"] == "geometry_error"]
+    assert len(rows) == 3 * 3  # three basis sizes × three observation sets
+    assert {r["observations"]: r["predicted"] for r in rows} == {"E+F": 0.0, "E+F+CLE": -1.0,
+                                                                 "E+F+CLE+NL": -2.0}
+    assert all(r["verdict"] == "agrees (within CI)" for r in rows), rows
+    stalled = make_store(tmp_path / "stalled.zarr", p_geom_L=(0.0, 0.0, 0.0), **kw).load()
+    rows = [r for r in fixed_basis_slope_table(stalled) if r["variable"] == "geometry_error"]
+    assert {r["verdict"] for r in rows if r["observations"] != "E+F"} == {"slower than predicted"}
+    text = write_report(good, tmp_path / "rep").read_text()
+    assert "### Against L (r0), at each fixed basis size" in text
+    n_rows = len(fixed_basis_slope_table(good))  # geometry, energy and formation energy
+    assert n_rows == 3 * 9
+    assert (tmp_path / "rep" / "slopes_fixed_basis.csv").read_text().count("\n") == 1 + n_rows
+    single = make_store(tmp_path / "one.zarr", basis_sizes=(60,), **{**kw, "p_geom_L": (0, -1, -2)})
+    assert fixed_basis_slope_table(single.load()) == []
