@@ -65,7 +65,7 @@ import scipy.sparse.linalg
 from .ace import ACEBasis, ACEModel, DesignRows, truncation_rank
 from .ard import solve_ard, solve_ard_reduced
 from .elasticity import cauchy_born_derivatives, cubic_constants_GPa, elastic_rows
-from .errors import (STENCILS, Stencil, core_bonds, distance_to_cores_A, energy_error,
+from .errors import (STENCILS, Stencil, core_atoms, core_bonds, energy_error,
                      formation_energy_error, rmse, stencil_norm_split)
 from .least_squares import (DEFAULT_ENERGY_WEIGHTING, DEFAULT_WEIGHT_FORM, energy_row_scale,
                             row_weight, solve_rrqr, solve_rrqr_reduced, weighted_system)
@@ -930,7 +930,7 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
         cle_far = stencil_norm_split(u_ml - u_ref, i, j, core).far_A
         cle_far_line = stencil_norm_split((u_ml - u_ref) * line, i, j, core).far_A
     nan = float("nan")
-    res = (residual_response(model, sim, sym, i, j) if have_cores
+    res = (residual_response(model, sim, sym, i, j, r.initial_forces_eV_per_A) if have_cores
            else (nan,) * 5)
     return DislocationPrediction(
         geometry_error_A=split.total_A,
@@ -962,17 +962,22 @@ def _cores_of(cell) -> np.ndarray | None:
 def _core_atoms(positions_A: np.ndarray, cell_A: np.ndarray, cores_A: np.ndarray,
                 burgers_A: float) -> np.ndarray:
     """Mask of the atoms within :data:`CORE_RADIUS_BURGERS` |b| of a core (cross-section)."""
-    return distance_to_cores_A(positions_A, cell_A, cores_A) < CORE_RADIUS_BURGERS * burgers_A
+    return core_atoms(positions_A, cell_A, cores_A, CORE_RADIUS_BURGERS * burgers_A)
 
 
 def residual_response(model, sim: SimulationReference, symbols: list[str], i: np.ndarray,
-                      j: np.ndarray) -> tuple[float, float, float, float, float]:
+                      j: np.ndarray, forces_eV_per_A: np.ndarray | None = None
+                      ) -> tuple[float, float, float, float, float]:
     """The fitted ``model``'s forces at the reference equilibrium ȳ of ``sim`` and the
     displacement they cause to first order: (‖F_core‖, ‖F_far‖) in eV/Å (ℓ² over the core
     atoms, :func:`_core_atoms` of x₀, and over the others), then ‖D w‖ (Å) on the bonds
     (``i``, ``j``) of w = H_ref⁻¹ F for F, F_core and F_far, each less its net force (NaN
-    without ``sim.precon``, or where CG on H_ref does not converge). See :class:`DislocationPrediction`."""
-    f = np.asarray(model.evaluate(sim.positions_A, sim.cell_A, symbols).forces_eV_per_A, float)
+    without ``sim.precon``, or where CG on H_ref does not converge). ``forces_eV_per_A``: the
+    model's forces at ȳ when already evaluated (a relaxation's first step), else they are
+    evaluated here. See :class:`DislocationPrediction`."""
+    if forces_eV_per_A is None:
+        forces_eV_per_A = model.evaluate(sim.positions_A, sim.cell_A, symbols).forces_eV_per_A
+    f = np.asarray(forces_eV_per_A, float)
     core = _core_atoms(sim.positions0_A, sim.cell_A, sim.cores_A, sim.burgers_A)
     f_core = np.where(core[:, None], f, 0.0)
     f_far = f - f_core

@@ -345,11 +345,18 @@ def distance_to_cores_A(positions_A: np.ndarray, cell_A: np.ndarray, cores_A: np
     return out
 
 
+def core_atoms(positions_A: np.ndarray, cell_A: np.ndarray, cores_A: np.ndarray,
+               radius_A: float) -> np.ndarray:
+    """Mask of the sites closer than ``radius_A`` (Å, in the cross-section) to a dislocation
+    core (:func:`distance_to_cores_A`)."""
+    return distance_to_cores_A(positions_A, cell_A, cores_A) < radius_A
+
+
 def core_bonds(positions0_A: np.ndarray, cell_A: np.ndarray, i: np.ndarray, j: np.ndarray,
                cores_A: np.ndarray, radius_A: float) -> np.ndarray:
     """Mask of the stencil's bonds (ℓ, m) = (i, j) with an end closer than ``radius_A`` (Å, in
-    the cross-section) to a dislocation core (:func:`distance_to_cores_A` of x₀)."""
-    near = distance_to_cores_A(positions0_A, cell_A, cores_A) < radius_A
+    the cross-section) to a dislocation core (:func:`core_atoms` of x₀)."""
+    near = core_atoms(positions0_A, cell_A, cores_A, radius_A)
     return near[np.asarray(i)] | near[np.asarray(j)]
 
 

@@ -275,6 +275,7 @@ def relax_preconditioned(model, positions_A: np.ndarray, cell_A: np.ndarray, sym
         return r.energy_eV, r.forces_eV_per_A
 
     e, F = forces(x)
+    F0 = F
     g = -F[:, :k].ravel()
     S, Y, rho = [], [], []
     steps = 0
@@ -313,4 +314,4 @@ def relax_preconditioned(model, positions_A: np.ndarray, cell_A: np.ndarray, sym
         x, g = x_new, g_new
         steps += 1
     fmax = float(np.linalg.norm(F, axis=1).max()) if len(F) else 0.0
-    return RelaxResult(x, float(e), fmax, steps, n_calls)
+    return RelaxResult(x, float(e), fmax, steps, n_calls, initial_forces_eV_per_A=F0)

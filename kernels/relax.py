@@ -82,6 +82,9 @@ class RelaxResult:
     #: the model's Hessian at ``positions_A`` (eV/Å², sparse) when the relaxation took it
     #: (:func:`kernels.stable_relax.relax_to_minimum`), else None
     hessian_eV_per_A2: object = field(default=None, repr=False, compare=False)
+    #: the forces (n, 3), eV/Å, at the starting positions when the optimiser keeps them
+    #: (:func:`kernels.hessian_precon_relax.relax_preconditioned`), else None
+    initial_forces_eV_per_A: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def relax(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols: list[str],
