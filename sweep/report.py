@@ -555,6 +555,26 @@ def slope_table(ds: xr.Dataset, matched: xr.Dataset | None = None) -> tuple[list
     return rows, notes
 
 
+def _group_slopes(res: xr.Dataset, extra: dict, skip: Sequence[str] = ()) -> list[dict]:
+    """One row per group of a :meth:`sweep.analysis.SweepAccessor.slope` result: ``extra``,
+    the group's labels (dims in ``skip`` left out; they must have size 1), ``slope``,
+    ``ci_low``, ``ci_high``, ``n_points``, ``x_min`` and ``x_max``."""
+    res = res.isel({d: 0 for d in skip if d in res["slope"].dims})
+    dims = list(res["slope"].dims)
+    rows = []
+    for index in np.ndindex(*(res.sizes[d] for d in dims)) if dims else [()]:
+        sel = dict(zip(dims, index))
+        one = res.isel(sel)
+        row: dict[str, Any] = dict(extra)
+        for d in dims:
+            row[d] = _value(res[d].values[sel[d]]) if d in res.coords else sel[d]
+        row.update(slope=float(one["slope"]), ci_low=float(one["ci_low"]),
+                   ci_high=float(one["ci_high"]), n_points=int(one["n_points"]),
+                   x_min=float(one["x_min"]), x_max=float(one["x_max"]))
+        rows.append(row)
+    return rows
+
+
 def fixed_basis_slope_table(ds: xr.Dataset) -> list[dict]:
     """Slopes against L of the geometry and energy errors at each fixed basis size.
 
@@ -574,21 +594,14 @@ def fixed_basis_slope_table(ds: xr.Dataset) -> list[dict]:
                 res = sub.sweep.slope(var, against="L")
             except ValueError:
                 continue
-            dims = [d for d in res["slope"].dims if d != "basis_size"]
-            one_b = res.isel(basis_size=0) if "basis_size" in res["slope"].dims else res
-            for index in np.ndindex(*(one_b.sizes[d] for d in dims)) if dims else [()]:
-                sel = dict(zip(dims, index))
-                one = one_b.isel(sel)
-                row: dict[str, Any] = {"variable": var, "basis_size": int(B)}
-                for d in dims:
-                    row[d] = _value(one_b[d].values[sel[d]]) if d in one_b.coords else sel[d]
+            for row in _group_slopes(res, {"variable": var, "basis_size": int(B)},
+                                     skip=("basis_size",)):
                 obs = str(row.get("observations", _observations_of(ds)))
                 p = ds.sweep.predicted_slope(var, "L", obs)
                 pred = float("nan") if p is None else float(p)
-                slope, lo, hi = float(one["slope"]), float(one["ci_low"]), float(one["ci_high"])
-                n = int(one["n_points"])
-                row.update(slope=slope, ci_low=lo, ci_high=hi, n_points=n, predicted=pred,
-                           verdict=verdict(slope, lo, hi, pred, "L", n))
+                row.update(predicted=pred, verdict=verdict(row["slope"], row["ci_low"],
+                                                           row["ci_high"], pred, "L",
+                                                           row["n_points"]))
                 rows.append(row)
     return rows
 
@@ -773,16 +786,9 @@ def core_far_slope_table(matched: xr.Dataset) -> tuple[list[dict], list[str]]:
         except ValueError as exc:
             notes.append(f"{var} vs L: {exc}")
             continue
-        dims = list(res["slope"].dims)
-        for index in np.ndindex(*(res.sizes[d] for d in dims)) if dims else [()]:
-            sel = dict(zip(dims, index))
-            one = res.isel(sel)
-            row: dict[str, Any] = {"variable": var, "part": _EVIDENCE_LABELS[var]}
-            for d in dims:
-                row[d] = _value(res[d].values[sel[d]]) if d in res.coords else sel[d]
+        for row in _group_slopes(res, {"variable": var, "part": _EVIDENCE_LABELS[var]}):
             obs = str(row.get("observations", _observations_of(matched)))
-            slope, lo, hi = float(one["slope"]), float(one["ci_low"]), float(one["ci_high"])
-            n = int(one["n_points"])
+            slope, lo, hi, n = row["slope"], row["ci_low"], row["ci_high"], row["n_points"]
             if var == "geometry_error_core":
                 pred = float("nan")
                 v = trend_verdict(slope, lo, hi, n)
@@ -790,8 +796,7 @@ def core_far_slope_table(matched: xr.Dataset) -> tuple[list[dict], list[str]]:
                 p = matched.sweep.predicted_slope("geometry_error", "L", obs)
                 pred = float("nan") if p is None else float(p)
                 v = verdict(slope, lo, hi, pred, "L", n)
-            row.update(slope=slope, ci_low=lo, ci_high=hi, n_points=n, predicted=pred,
-                       verdict=v, x_min=float(one["x_min"]), x_max=float(one["x_max"]))
+            row.update(predicted=pred, verdict=v)
             rows.append(row)
     return rows, notes
 
@@ -974,20 +979,6 @@ def residual_slope_tables(matched: xr.Dataset, ds: xr.Dataset) -> tuple[list[dic
     vs_eps: list[dict] = []
     notes: list[str] = []
 
-    def rows_of(res, extra):
-        dims = list(res["slope"].dims)
-        out = []
-        for index in np.ndindex(*(res.sizes[d] for d in dims)) if dims else [()]:
-            sel = dict(zip(dims, index))
-            one = res.isel(sel)
-            row: dict[str, Any] = dict(extra)
-            for d in dims:
-                row[d] = _value(res[d].values[sel[d]]) if d in res.coords else sel[d]
-            row.update(slope=float(one["slope"]), ci_low=float(one["ci_low"]),
-                       ci_high=float(one["ci_high"]), n_points=int(one["n_points"]))
-            out.append(row)
-        return out
-
     for var in ("training_force_residual", "training_force_residual_core",
                 "linear_response_error_core_forces", "linear_response_error_far_forces"):
         try:
@@ -995,7 +986,7 @@ def residual_slope_tables(matched: xr.Dataset, ds: xr.Dataset) -> tuple[list[dic
         except ValueError as exc:
             notes.append(f"{var} vs L: {exc}")
             continue
-        for r in rows_of(res, {"variable": var, "quantity": _RESIDUAL_LABELS[var]}):
+        for r in _group_slopes(res, {"variable": var, "quantity": _RESIDUAL_LABELS[var]}):
             r["verdict"] = trend_verdict(r["slope"], r["ci_low"], r["ci_high"], r["n_points"])
             vs_L.append(r)
     pooled = tuple(d for d in ("L", "basis_size") if d in ds.dims)
@@ -1004,8 +995,8 @@ def residual_slope_tables(matched: xr.Dataset, ds: xr.Dataset) -> tuple[list[dic
     except ValueError as exc:
         notes.append(f"geometry_error vs training_force_residual_core: {exc}")
     else:
-        for r in rows_of(res, {"variable": "geometry_error",
-                               "against": "training_force_residual_core"}):
+        for r in _group_slopes(res, {"variable": "geometry_error",
+                                     "against": "training_force_residual_core"}):
             r["predicted"] = 1.0
             r["verdict"] = verdict(r["slope"], r["ci_low"], r["ci_high"], 1.0,
                                    "training_force_residual_core", r["n_points"])
