@@ -149,7 +149,8 @@ def relax_to_minimum(model, positions_A: np.ndarray, cell_A: np.ndarray, symbols
         lowest, vector = softest_mode(H, r.positions_A, cell_A, k)
         if vector is None:
             return StableRelaxResult(r.positions_A, r.energy_eV, r.max_force_eV_per_A, steps,
-                                     calls, H, lowest, escapes)
+                                     calls, H, lowest_eigenvalue_eV_per_A2=lowest,
+                                     escapes=escapes)
         mode = vector.reshape(-1, k)
         # The eigenvector's sign is LAPACK's/ARPACK's; fix it so the step is reproducible.
         flat = mode.ravel()
