@@ -256,6 +256,24 @@ def test_concurrent_writers_never_expose_a_partial_entry(tmp_path):
     assert [f.name for f in path.parent.iterdir()] == ["entry.pkl"]
 
 
+def _must_not_run():
+    raise AssertionError("computed although its entry was stored")
+
+
+def test_a_rerun_task_reloads_the_entry_its_first_run_stored(tmp_path):
+    """A compute task run a second time (its worker died after storing the entry) returns the
+    stored value without computing; an unreadable entry is removed and computed again."""
+    path = tmp_path / "stage" / "entry.pkl"
+    settings = (str(tmp_path), 10**9, 10**9)
+    first = ic.compute_and_store(str(path), "entry", settings, _value)
+    again = ic.compute_and_store(str(path), "entry", settings, _must_not_run)
+    np.testing.assert_array_equal(again["array"], first["array"])
+    path.write_bytes(b"not a pickle")
+    redone = ic.compute_and_store(str(path), "entry", settings, _value)
+    np.testing.assert_array_equal(redone["array"], first["array"])
+    np.testing.assert_array_equal(ic.load(str(path), "entry")["array"], first["array"])
+
+
 def test_a_crashed_writer_leaves_no_entry(tmp_path):
     """A writer killed mid-write leaves only its temporary file: readers see no entry, the
     cache's usage counts it, and eviction removes it once older than STALE_TMP_S."""
