@@ -295,11 +295,10 @@ def compute_and_store(path: str, key: str, settings: tuple, fn, *args):
     If the entry exists when the task starts, its value is returned instead: a task that runs
     again because the worker holding its result died (a nanny's memory restart, a lost node)
     reloads what its first run stored rather than computing it twice."""
-    if Path(path).is_file():
-        try:
-            return load(path, key)
-        except CacheEntryGone:
-            pass  # unreadable: removed by load, computed below
+    try:
+        return load(path, key)
+    except CacheEntryGone:
+        pass  # absent, or unreadable and removed by load: computed below
     value = fn(*args)
     root, max_bytes, max_entry_bytes = settings
     try:
