@@ -161,3 +161,33 @@ def test_softest_mode_by_factorisation_matches_dense():
     assert big_s == pytest.approx(dense_s, abs=1e-7)
     np.testing.assert_allclose(np.linalg.norm(Hs @ big_vec - big_s * big_vec), 0, atol=1e-5)
     assert np.isnan(big_m) and none is None
+
+
+def test_precon_lbfgs_reaches_a_tolerance_below_the_armijo_line_searchs_round_off():
+    """A rattled 249-atom W vacancy cell: at 1e-6 eV/Å ase's PreconLBFGS converges by itself;
+    at 1e-8 eV/Å its Armijo line search gives up on energy round-off (ase raises), and
+    ``"precon-lbfgs"`` finishes with force-only L-BFGS to the same minimum."""
+    from ase import Atoms
+    from ase.optimize.precon import PreconLBFGS
+
+    from kernels.relax import ModelCalculator, _factored_exp
+
+    model = zhou2001_tungsten()
+    x, cell, symbols = dk.bcc_cubic_cell(3.165, 5)
+    x, symbols = np.delete(x, 0, axis=0), symbols[1:]
+    x = x + 0.05 * np.random.default_rng(0).standard_normal(x.shape)
+
+    atoms = Atoms(symbols=symbols, positions=x, cell=cell, pbc=True)
+    atoms.calc = ModelCalculator(model)
+    with pytest.raises(RuntimeError, match="Armijo"), pytest.warns(UserWarning):
+        PreconLBFGS(atoms, precon=_factored_exp(), use_armijo=True,
+                    logfile=None).run(fmax=1e-8, steps=5000)
+
+    loose = relax(model, x, cell, symbols, 1e-6, 5000, "precon-lbfgs")
+    with pytest.warns(UserWarning, match="Armijo"):
+        tight = relax(model, x, cell, symbols, 1e-8, 5000, "precon-lbfgs")
+    assert tight.max_force_eV_per_A <= 1e-8
+    assert tight.n_steps > loose.n_steps
+    # the same minimum, closer to it: positions move by no more than the looser tolerance allows
+    assert np.abs(tight.positions_A - loose.positions_A).max() < 1e-4
+    assert tight.energy_eV <= loose.energy_eV + 1e-9
