@@ -7,9 +7,10 @@ tolerances where line searches fail on energy round-off), ``"precon-lbfgs"`` (as
 the Exp preconditioner; fewer force calls, pays when forces are expensive) and ``"fire"``.
 
 PreconLBFGS's Armijo line search needs the energy to fall measurably along each step. Near a
-tight tolerance in a large cell the decrease it asks for falls below the energy's round-off
-(a 249-atom W cell fails so at 1e-8 eV/Å, a 15,000-atom one at 1e-5), and ase aborts with
-"Armijo linesearch failed after reset of Hessian". ``"precon-lbfgs"`` then continues with
+tight tolerance the decrease it asks for can fall below the energy's round-off (a rattled
+249-atom W vacancy cell fails so at 1e-8 eV/Å; fitted relaxations of 15,000-atom loop cells
+stopped so on the way to 1e-5 eV/Å), and ase aborts with "Armijo linesearch failed after
+reset of Hessian". ``"precon-lbfgs"`` then continues with
 the force-only ``"lbfgs"`` from the last accepted positions, for the steps left: the minimum
 sought is the same, only the last steps change optimiser. A relaxation that converges
 without the line search failing is untouched.
