@@ -497,7 +497,7 @@ def simulation_reference(model, a0_A: float, size: int, diameter: float, kind: s
 
 def predict(basis: ACEBasis, coeffs: np.ndarray, sim: LoopSimulation,
             lattice: dk.LatticeReference, options, stencil: str = "voronoi"
-            ) -> tuple[dk.Prediction, float]:
+            ) -> tuple[dk.DislocationPrediction, float]:
     """Relax the loop cell with the fitted model from ȳ and measure the errors exactly as
     :func:`kernels.dislocations.predict` does (geometry error on the stencil of x₀ in the
     reading ``stencil``, energies from each model's value at the predictor); also the loop's
@@ -510,14 +510,16 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: LoopSimulation,
     r = relax_fitted(model, ref.positions_A, ref.cell_A, sym, ref.precon, 3, options)
     x, c, s = dk.bcc_cubic_cell(lattice.a0_A)
     bulk_ml = model.evaluate(x, c, s).energy_eV / len(x)
-    p = dk.Prediction(
+    p = dk.DislocationPrediction(
         geometry_error_A=geometry_error(ref.positions0_A, ref.positions_A, r.positions_A,
                                         ref.cell_A, dk.W_SCREW.stencil(stencil, lattice.a0_A)),
         energy_error_eV=energy_error(ref.energy_eV, ref.energy_predictor_eV, r.energy_eV,
                                      e_pred_ml),
         formation_energy_error_eV=formation_energy_error(
             ref.energy_eV, lattice.bulk_energy_eV_per_atom, r.energy_eV, bulk_ml, len(sym)),
-        relax_steps=r.n_steps, time_s=time.perf_counter() - t0)
+        relax_steps=r.n_steps, time_s=time.perf_counter() - t0,
+        energy_predictor_difference_eV=e_pred_ml - ref.energy_predictor_eV,
+        energy_relaxed_difference_eV=r.energy_eV - ref.energy_eV)
     return p, sim.diameter_of_A(r.positions_A, lattice.a0_A)
 
 

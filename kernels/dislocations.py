@@ -819,6 +819,13 @@ class DislocationPrediction(Prediction):
     Hessian of :attr:`SimulationReference.precon`, solved by CG preconditioned with its factor); the ``_core_forces_A``
     and ``_far_forces_A`` values are the same response to the core and to the far-field residual
     forces alone (they add as vectors to w_lin). NaN without cores or without a preconditioner.
+
+    The energy error's two parts (eV, signed): ``energy_predictor_difference_eV`` is
+    Ẽ(x̂) − E(x̂), the two models' energies at the CLE predictor x̂ from which P2 measures
+    both, and ``energy_relaxed_difference_eV`` is Ẽ(ũ) − E(ū), at each model's own
+    equilibrium; ``energy_error_eV`` is the absolute value of their difference. A predictor
+    term that dominates says the error is the fitted model's extrapolation to x̂ (atoms pushed
+    together near a core), not its description of the relaxed defect.
     """
 
     geometry_error_core_A: float = float("nan")
@@ -833,6 +840,8 @@ class DislocationPrediction(Prediction):
     linear_response_error_A: float = float("nan")
     linear_response_error_core_forces_A: float = float("nan")
     linear_response_error_far_forces_A: float = float("nan")
+    energy_predictor_difference_eV: float = float("nan")
+    energy_relaxed_difference_eV: float = float("nan")
 
 
 def reference_elastic_constants(lattice: LatticeReference) -> np.ndarray:
@@ -945,7 +954,9 @@ def predict(basis: ACEBasis, coeffs: np.ndarray, sim: SimulationReference,
         cle_far_field_error_line_A=cle_far_line, core_bonds=split.core_bonds, bonds=split.bonds,
         force_residual_core_eV_per_A=res[0], force_residual_far_eV_per_A=res[1],
         linear_response_error_A=res[2], linear_response_error_core_forces_A=res[3],
-        linear_response_error_far_forces_A=res[4])
+        linear_response_error_far_forces_A=res[4],
+        energy_predictor_difference_eV=e_pred_ml - sim.energy_predictor_eV,
+        energy_relaxed_difference_eV=r.energy_eV - sim.energy_eV)
 
 
 #: Relative residual and iteration limit of the CG solves of :func:`residual_response`.

@@ -227,6 +227,10 @@ def test_tiny_loop_sweep_into_zarr(tmp_path):
     el = ds["elastic_constant_error"].sel(observations=["E+F", "E+F+CLE"]).values.ravel()
     assert el[1] < el[0]
     assert np.all(np.isfinite(ds["geometry_error"].values))
+    pred, relaxed = (ds[v].values for v in ("energy_predictor_difference",
+                                            "energy_relaxed_difference"))
+    assert np.all(np.isfinite(pred)) and np.all(np.isfinite(relaxed))
+    np.testing.assert_allclose(np.abs(relaxed - pred), ds["energy_error"].values, rtol=1e-9)
     # rows: the screw cell's 4 × (1 + 3 × 48), the edge cell's 3 × (1 + 3 n_edge), plus for
     # E+F+CLE the 36 + 6 elastic rows
     n_edge = len(dl.w_edge_cell(float(ds.attrs["a0_A"]), 4).positions0_A)

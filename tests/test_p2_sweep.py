@@ -61,6 +61,11 @@ def test_tiny_p2_sweep_into_zarr(tmp_path):
     assert np.all(core > 0) and np.all(far > 0)
     assert np.all(ds["geometry_error_far_line"].values <= far)
     assert np.all(ds["cle_far_field_error_line"].values <= ds["cle_far_field_error"].values)
+    # the energy error is the difference of its two stored parts, each signed
+    pred, relaxed = (ds[v].values for v in ("energy_predictor_difference",
+                                            "energy_relaxed_difference"))
+    np.testing.assert_allclose(np.abs(relaxed - pred), ds["energy_error"].values, rtol=1e-9)
+    assert ds["energy_predictor_difference"].attrs["units"] == "eV"
     from kernels.dislocations import cubic_constants_and_anisotropy, lattice_reference
     from kernels.eam import zhou2001_tungsten
 

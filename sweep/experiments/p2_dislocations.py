@@ -22,7 +22,9 @@ extra dimension ``rattle_A`` the rattle amplitude α (Å; every atom moves by at
 Besides the common variables every point stores :data:`EVIDENCE_VARIABLES`: the geometry error
 split into its core part (bonds within 2|b| of a core) and far field, the far-field error the
 anisotropic CLE field with the fitted C predicts, and the fitted and reference cubic elastic
-constants (GPa) and Zener anisotropy — what ``sweep report``'s "Core vs far field" section shows.
+constants (GPa) and Zener anisotropy — what ``sweep report``'s "Core vs far field" section shows
+— and the energy error's two parts, the models' energy difference at the predictor and at their
+relaxed cells (:data:`ENERGY_SPLIT_VARIABLES`, eV).
 
 Other systems reuse these adapters and :func:`build` with a :class:`P2System` (the kernels'
 :class:`kernels.dislocations.DislocationSystem`, its reference models and its defect label):
@@ -50,9 +52,10 @@ from ..spec import (DOMAIN_ALLOWED, DOMAIN_OPTIONAL, FIT_ALLOWED, FIT_OPTIONAL, 
 from .p1_point_defects import (ALLOWED as P1_ALLOWED, FIXED as P1_FIXED, GEOMETRY_OPTIONAL,
                                RESOURCES, RESOURCES_OPTIONAL)
 
-__all__ = ["EXPERIMENT", "REFERENCE_MODELS", "VARIABLES", "EVIDENCE_VARIABLES", "lattice",
-           "simulation", "training", "design", "design_streamed", "fit", "point",
-           "evidence_values", "build", "P2System", "W_SCREW"]
+__all__ = ["EXPERIMENT", "REFERENCE_MODELS", "VARIABLES", "EVIDENCE_VARIABLES",
+           "ENERGY_SPLIT_VARIABLES", "lattice", "simulation", "training", "design",
+           "design_streamed", "fit", "point", "evidence_values", "energy_split_values", "build",
+           "P2System", "W_SCREW"]
 
 #: Reference models by spec name → constructor.
 REFERENCE_MODELS = {"eam-w-zhou2001": zhou2001_tungsten}
@@ -88,6 +91,15 @@ VARIABLES = {
 }
 
 _CORE = f"{dk.CORE_RADIUS_BURGERS:g} |b|"
+#: The energy error's two parts (:class:`kernels.dislocations.DislocationPrediction`):
+#: energy_error = |energy_relaxed_difference − energy_predictor_difference|.
+ENERGY_SPLIT_VARIABLES = {
+    "energy_predictor_difference": ("f8", "eV", "Ẽ(x̂) − E(x̂): fitted minus reference energy "
+                                    "at the predictor x̂, the configuration P2 measures both "
+                                    "models' energies from", np.nan),
+    "energy_relaxed_difference": ("f8", "eV", "Ẽ(ũ) − E(ū): fitted minus reference energy, "
+                                  "each at its own relaxed simulation cell", np.nan),
+}
 #: Where the geometry error sits and what linear elasticity with the fitted C predicts for the
 #: far field (:class:`kernels.dislocations.DislocationPrediction`), and the cubic elastic
 #: constants of the fitted model and of the reference (cube axes; for multilattices the
@@ -137,6 +149,7 @@ EVIDENCE_VARIABLES = {
         "linear_response_error_far_forces": ("f8", "Å", "linear_response_error of the other "
                                              "atoms' residual forces alone", np.nan),
     },
+    **ENERGY_SPLIT_VARIABLES,
 }
 
 
@@ -272,7 +285,14 @@ def evidence_values(p: dk.DislocationPrediction, C_ml, lat: dk.LatticeReference)
             "force_residual_far": p.force_residual_far_eV_per_A,
             "linear_response_error": p.linear_response_error_A,
             "linear_response_error_core_forces": p.linear_response_error_core_forces_A,
-            "linear_response_error_far_forces": p.linear_response_error_far_forces_A}
+            "linear_response_error_far_forces": p.linear_response_error_far_forces_A,
+            **energy_split_values(p)}
+
+
+def energy_split_values(p: dk.DislocationPrediction) -> dict:
+    """The :data:`ENERGY_SPLIT_VARIABLES` of one prediction (eV)."""
+    return {"energy_predictor_difference": p.energy_predictor_difference_eV,
+            "energy_relaxed_difference": p.energy_relaxed_difference_eV}
 
 
 #: Atoms per unit cell (a√6 × a√2 × a√3/2, volume 3a³) of the W screw cells

@@ -77,7 +77,7 @@ OPTIONAL = {**p2.OPTIONAL, "simulation.loop": "glide", "simulation.loop_images":
 ALLOWED = {**p2.ALLOWED, "defect": ("loop",), "n_defects": (1,),
            "simulation.loop": dl.LOOP_KINDS}
 
-VARIABLES = {**p2.VARIABLES,
+VARIABLES = {**p2.VARIABLES, **p2.ENERGY_SPLIT_VARIABLES,
              "loop_diameter_predictor": ("f8", "Å", "slipped diameter of the loop in the "
                                          "solid-angle predictor", np.nan),
              "loop_diameter_reference": ("f8", "Å", "slipped diameter of the loop in ȳ "
@@ -148,7 +148,8 @@ def point(reference: str, ace: dict, basis_size: int, fit_time_names, sim: dl.Lo
               "elastic_constant_error": fitted.elastic_constant_error_percent,
               "loop_diameter_predictor": sim.predictor_diameter_A,
               "loop_diameter_reference": sim.relaxed_diameter_A,
-              "loop_diameter_fitted": diameter_ml}
+              "loop_diameter_fitted": diameter_ml,
+              **p2.energy_split_values(p)}
     for name, e, f, v in zip(names, fitted.rmse_energy_by_component_meV_per_atom,
                              fitted.rmse_forces_by_component_eV_per_A,
                              fitted.rmse_virial_by_component_eV):
