@@ -132,6 +132,25 @@ def test_prismatic_loop_of_the_quick_preset_stays_a_loop(lattice):
     assert r.energy_eV - len(cell.positions0_A) * lattice.bulk_energy_eV_per_atom > 10.0
 
 
+def test_declared_cell_atoms_bound_the_built_cells_that_the_cost_model_counts():
+    """sweep.cluster's estimates count the loop cell's atoms in three dimensions (≈ 2N³) and
+    the larger training configuration of the union; the counts are upper bounds within the
+    atoms a prismatic loop or an edge strip removes."""
+    from kernels.screw_quadrupole import cell_repeats, screw_quadrupole_cell
+    from sweep.experiments.p2_w_loop import loop_cell_atoms
+
+    spec = parse_spec(builtin_specs()["p2-w-loop-quick"])
+    N, L = spec.params["simulation"]["size"], max(spec.grid["L"])
+    sim = len(dl.loop_cell(A0_A, N, L, spec.params["simulation"]["loop"]).positions0_A)
+    declared = loop_cell_atoms(spec, "simulation", N)
+    assert 0.9 * declared <= sim <= declared
+    assert declared > 1.5 * N**3  # not the straight cells' N²
+    screw = len(screw_quadrupole_cell(A0_A, cell_repeats(L)).positions0_A)
+    edge = len(dl.w_edge_cell(A0_A, L).positions0_A)
+    train = loop_cell_atoms(spec, "training", L)
+    assert max(screw, edge) <= train and 0.9 * train <= max(screw, edge)
+
+
 def test_union_fit_equals_the_hand_stacked_system(lattice):
     model = zhou2001_tungsten()
     opts = RelaxOptions(1e-3, 5000, "lbfgs")

@@ -176,6 +176,26 @@ def check(spec) -> None:
     check_ace_table(spec.params["ace"])
 
 
+#: Atoms per unit cell of the loop frame (a√3/2 × a√2 × a√6, :func:`kernels.dislocation_loop.
+#: bcc_loop_unit_cell`) and of the W screw frame (a√6 × a√2 × a√3/2).
+LOOP_ATOMS_PER_UNIT_CELL = 6
+
+
+def loop_cell_atoms(spec, kind: str, size: float) -> int:
+    """Atoms of the ``"simulation"`` loop cell of side N a0, or of the larger of the two
+    ``"training"`` configurations of size L (the screw's four-core cell, the edge's strip
+    dipole, one unit cell thick), for the estimates of :mod:`sweep.cluster` (no cell is
+    built). The loop cell is three-dimensional, ≈ 2N³ atoms, not the N² of the straight
+    dislocations' cells; the atoms a prismatic loop removes (a disc one |b| thick) are not
+    subtracted, so both counts are upper bounds."""
+    from kernels.screw_quadrupole import cell_repeats  # noqa: PLC0415
+
+    if kind == "simulation":
+        return LOOP_ATOMS_PER_UNIT_CELL * math.prod(dl.loop_cell_repeats(size))
+    return LOOP_ATOMS_PER_UNIT_CELL * max(math.prod(cell_repeats(size)),
+                                          math.prod(dl.edge_cell_repeats(size)))
+
+
 def build(submit, spec, todo):
     """Submit the stages of the grid points ``todo``; see the module docstring."""
     p = spec.params
@@ -221,4 +241,5 @@ EXPERIMENT = register(Experiment(
     weight_attrs={**p2.EXPERIMENT.weight_attrs,
                   **{f"{k}_{q}": (f"{q} weight of the {k} training cell (NaN: the default)", "1")
                      for k in COMPONENTS for q in ("energy", "forces")}},
-    extra_dims=p2.EXPERIMENT.extra_dims, variables=VARIABLES, species=("W",)))
+    extra_dims=p2.EXPERIMENT.extra_dims, variables=VARIABLES, species=("W",),
+    cell_atoms=loop_cell_atoms, force_components=3, cells_per_fit=lambda spec: len(COMPONENTS)))
